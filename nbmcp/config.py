@@ -1,0 +1,99 @@
+"""Configuration, the Jupyter way: ``c.NbMCP.port = 8765`` in an IPython or Jupyter config file."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from traitlets import Bool, CaselessStrEnum, Float, Int, List, Unicode, default, validate
+from traitlets.config import Configurable
+
+__all__ = ["NbMCP", "load_config"]
+
+
+class NbMCP(Configurable):
+    """The in-kernel MCP server. Environment variables ``NBMCP_TOKEN`` and ``NBMCP_PORT`` win over config."""
+
+    ip = Unicode("127.0.0.1", help="Address to bind. Anything but loopback needs a token.").tag(config=True)
+    port = Int(0, help="Port to bind; 0 picks a free one.").tag(config=True)
+    token = Unicode("", help="Bearer token clients must send; empty generates a random one.").tag(config=True)
+    allowed_origins = List(
+        Unicode(), help="Browser origins allowed besides the server's own (e.g. 'https://my.app')."
+    ).tag(config=True)
+    output_budget = Int(20_000, help="Characters of text one call may return before it is cut.").tag(config=True)
+    image_max_px = Int(1568, help="Long side, in pixels, that images are downscaled to.").tag(config=True)
+    mode = CaselessStrEnum(
+        ["read-only", "tools", "execute"],
+        default_value="tools",
+        help="read-only: built-in read tools only; tools: user tools too; execute: adds `execute`.",
+    ).tag(config=True)
+    allow_execute = Bool(False, help="Serve the `execute` tool (same as mode='execute').").tag(config=True)
+    approval_timeout = Float(120.0, help="Seconds to wait for the owner to approve a call.").tag(config=True)
+    approval_policy = CaselessStrEnum(
+        ["ask", "all", "none"],
+        default_value="ask",
+        help="For confirm=True tools: ask the owner, approve all, or deny all.",
+    ).tag(config=True)
+    audit_log = Unicode("", help="Path of the JSONL audit log; empty puts it in the Jupyter runtime dir.").tag(
+        config=True
+    )
+    main_thread_timeout = Float(60.0, help="Seconds a main_thread tool waits for the kernel to be idle.").tag(
+        config=True
+    )
+
+    @default("token")
+    def _token_default(self) -> str:
+        return os.environ.get("NBMCP_TOKEN", "")
+
+    @default("port")
+    def _port_default(self) -> int:
+        return int(os.environ.get("NBMCP_PORT", "0") or 0)
+
+    @validate("port")
+    def _check_port(self, proposal: dict[str, Any]) -> int:
+        value = proposal["value"]
+        if not 0 <= value <= 65535:
+            raise ValueError(f"port must be between 0 and 65535, not {value}")
+        return value
+
+    @property
+    def effective_mode(self) -> str:
+        return "execute" if self.allow_execute and self.mode == "tools" else self.mode
+
+
+def load_config(parent: Any = None, **overrides: Any) -> NbMCP:
+    """The NbMCP configuration of ``parent`` (an IPython shell) or of the user's config files.
+
+    ``NBMCP_TOKEN``/``NBMCP_PORT`` override the files; explicit ``overrides`` override everything.
+    """
+    if parent is not None and getattr(parent, "config", None) is not None:
+        config = NbMCP(parent=parent)
+    else:
+        config = NbMCP(config=_user_config())
+    env_token, env_port = os.environ.get("NBMCP_TOKEN"), os.environ.get("NBMCP_PORT")
+    if env_token:
+        config.token = env_token
+    if env_port:
+        config.port = int(env_port)
+    for key, value in overrides.items():
+        if value is not None:
+            if not config.has_trait(key):
+                raise TypeError(f"unknown nbmcp option {key!r}; options: {', '.join(sorted(config.trait_names()))}")
+            setattr(config, key, value)
+    return config
+
+
+def _user_config() -> Any:
+    """Config from ``nbmcp_config.py``/``.json`` in the Jupyter config path, if any."""
+    from jupyter_core.paths import jupyter_config_path
+    from traitlets.config.loader import Config, JSONFileConfigLoader, PyFileConfigLoader
+
+    merged = Config()
+    for directory in reversed(jupyter_config_path()):
+        for loader_cls, filename in ((JSONFileConfigLoader, "nbmcp_config.json"), (PyFileConfigLoader, "nbmcp_config.py")):
+            if os.path.exists(os.path.join(directory, filename)):
+                try:
+                    merged.merge(loader_cls(filename, path=directory).load_config())
+                except Exception:
+                    continue
+    return merged

@@ -1,0 +1,311 @@
+"""What the user has published: tools, prompts, resources and exposed objects.
+
+The registry is plain Python: no IPython, no MCP. The server reads it and listens to its change
+events; decorators and ``expose`` write to it. All methods are thread-safe, because the kernel's main
+thread writes while the server's thread reads.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import threading
+import typing
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "ExposedObject",
+    "PromptSpec",
+    "Registry",
+    "RegistryEvent",
+    "ResourceSpec",
+    "ToolSpec",
+    "default_registry",
+    "parse_docstring",
+]
+
+EventKind = Literal["tools", "prompts", "resources", "objects", "object_changed"]
+
+
+@dataclass(frozen=True)
+class RegistryEvent:
+    """A change to the registry: which list changed and, where it applies, which name."""
+
+    kind: EventKind
+    name: str | None = None
+
+
+@dataclass
+class ToolSpec:
+    """A user function published as an MCP tool."""
+
+    fn: Callable[..., Any]
+    name: str
+    description: str
+    param_descriptions: dict[str, str] = field(default_factory=dict)
+    title: str | None = None
+    read_only: bool = False
+    confirm: bool = False
+    timeout: float | None = None
+    main_thread: bool = False
+    enabled: bool = True
+    builtin: bool = False
+
+
+@dataclass
+class PromptSpec:
+    """A user function published as an MCP prompt."""
+
+    fn: Callable[..., Any]
+    name: str
+    description: str
+    param_descriptions: dict[str, str] = field(default_factory=dict)
+    title: str | None = None
+
+
+@dataclass
+class ResourceSpec:
+    """A user function published at a URI of the user's choosing (a template if the URI has ``{}``)."""
+
+    fn: Callable[..., Any]
+    uri: str
+    name: str
+    description: str
+    mime_type: str | None = None
+    enabled: bool = True
+
+    @property
+    def is_template(self) -> bool:
+        return "{" in self.uri
+
+
+@dataclass
+class ExposedObject:
+    """An object published as live resources.
+
+    Either an object reference (``target`` set: mutations are live) or a variable name looked up in
+    ``namespace`` on every read (rebinding the name is live too).
+    """
+
+    name: str
+    description: str = ""
+    target: Any = None
+    variable: str | None = None
+    namespace: Mapping[str, Any] | None = None
+    enabled: bool = True
+
+    def get(self) -> Any:
+        """The current value; ``LookupError`` if a variable is no longer defined."""
+        if self.variable is None:
+            return self.target
+        assert self.namespace is not None
+        try:
+            return self.namespace[self.variable]
+        except KeyError:
+            raise LookupError(
+                f"variable {self.variable!r} is not defined in the namespace any more; "
+                f"define it again or call nbmcp.unexpose({self.name!r})"
+            ) from None
+
+
+def parse_docstring(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
+    """The description and per-parameter descriptions of a Google, NumPy or reST docstring."""
+    doc = inspect.getdoc(fn) or ""
+    if not doc:
+        return "", {}
+    import docstring_parser
+
+    try:
+        parsed = docstring_parser.parse(doc)
+    except docstring_parser.ParseError:
+        return doc, {}
+    params = {p.arg_name: p.description for p in parsed.params if p.description}
+    if not params:
+        return doc, {}
+    parts = [p for p in (parsed.short_description, parsed.long_description) if p]
+    returns = parsed.returns.description if parsed.returns and parsed.returns.description else None
+    if returns:
+        parts.append(f"Returns: {returns}")
+    return "\n\n".join(parts), params
+
+
+def check_signature(fn: Callable[..., Any], *, what: str = "tool") -> inspect.Signature:
+    """Reject signatures a JSON-schema tool call cannot fill, naming the parameter.
+
+    MCP arguments arrive as a JSON object, so every parameter must be passable by keyword and have a
+    default that a schema can state.
+    """
+    label = getattr(fn, "__qualname__", repr(fn))
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"cannot publish {label!r} as an MCP {what}: {exc}") from None
+    for param in sig.parameters.values():
+        where = f"parameter {param.name!r} of {label}"
+        if param.kind is param.VAR_POSITIONAL:
+            raise TypeError(f"{where}: *{param.name} cannot be filled from named MCP arguments; list the parameters")
+        if param.kind is param.VAR_KEYWORD:
+            raise TypeError(f"{where}: **{param.name} has no schema; list the parameters explicitly")
+        if param.kind is param.POSITIONAL_ONLY:
+            raise TypeError(f"{where} is positional-only; MCP passes arguments by name, remove the '/'")
+        if param.name.startswith("_"):
+            raise TypeError(f"{where} starts with '_', which MCP argument names cannot")
+        if param.default is not param.empty and not isinstance(param.default, Hashable):
+            raise TypeError(
+                f"{where} has an unhashable default {param.default!r}; use None and create it in the body"
+            )
+    try:
+        typing.get_type_hints(fn, include_extras=True)
+    except Exception as exc:
+        raise TypeError(f"cannot evaluate the type hints of {label}: {exc}") from None
+    return sig
+
+
+class Registry:
+    """Tools, prompts, resources and exposed objects, with change events."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.tools: dict[str, ToolSpec] = {}
+        self.prompts: dict[str, PromptSpec] = {}
+        self.resources: dict[str, ResourceSpec] = {}
+        self.objects: dict[str, ExposedObject] = {}
+        self._listeners: dict[object, Callable[[RegistryEvent], None]] = {}
+
+    # -- events --------------------------------------------------------------------------------
+
+    def subscribe(self, listener: Callable[[RegistryEvent], None]) -> Callable[[], None]:
+        """Call ``listener`` on every change; returns the unsubscribe function."""
+        token = object()
+        with self._lock:
+            self._listeners[token] = listener
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._listeners.pop(token, None)
+
+        return unsubscribe
+
+    def emit(self, event: RegistryEvent) -> None:
+        with self._lock:
+            listeners = list(self._listeners.values())
+        for listener in listeners:
+            listener(event)
+
+    # -- tools ---------------------------------------------------------------------------------
+
+    def add_tool(self, spec: ToolSpec) -> None:
+        """Add or replace a tool (a redefined function replaces the tool of the same name)."""
+        with self._lock:
+            self.tools[spec.name] = spec
+        self.emit(RegistryEvent("tools", spec.name))
+
+    def remove_tool(self, name: str) -> None:
+        with self._lock:
+            if self.tools.pop(name, None) is None:
+                raise KeyError(f"no tool named {name!r}; tools: {', '.join(sorted(self.tools)) or '(none)'}")
+        self.emit(RegistryEvent("tools", name))
+
+    def set_tool_enabled(self, name: str, enabled: bool) -> None:
+        with self._lock:
+            spec = self.tools[name]
+            if spec.enabled == enabled:
+                return
+            spec.enabled = enabled
+        self.emit(RegistryEvent("tools", name))
+
+    # -- prompts -------------------------------------------------------------------------------
+
+    def add_prompt(self, spec: PromptSpec) -> None:
+        with self._lock:
+            self.prompts[spec.name] = spec
+        self.emit(RegistryEvent("prompts", spec.name))
+
+    def remove_prompt(self, name: str) -> None:
+        with self._lock:
+            if self.prompts.pop(name, None) is None:
+                raise KeyError(f"no prompt named {name!r}; prompts: {', '.join(sorted(self.prompts)) or '(none)'}")
+        self.emit(RegistryEvent("prompts", name))
+
+    # -- resources -----------------------------------------------------------------------------
+
+    def add_resource(self, spec: ResourceSpec) -> None:
+        with self._lock:
+            self.resources[spec.uri] = spec
+        self.emit(RegistryEvent("resources", spec.uri))
+
+    def remove_resource(self, uri: str) -> None:
+        with self._lock:
+            if self.resources.pop(uri, None) is None:
+                raise KeyError(f"no resource at {uri!r}")
+        self.emit(RegistryEvent("resources", uri))
+
+    # -- exposed objects -----------------------------------------------------------------------
+
+    def expose(
+        self,
+        obj: Any,
+        name: str | None = None,
+        *,
+        description: str = "",
+        namespace: Mapping[str, Any] | None = None,
+    ) -> ExposedObject:
+        """Publish ``obj`` (a reference) or, when ``obj`` is a string, the variable of that name."""
+        if isinstance(obj, str):
+            if namespace is None:
+                raise ValueError(f"expose({obj!r}) needs a namespace to look the variable up in")
+            if obj not in namespace:
+                raise NameError(f"name {obj!r} is not defined; assign it first or pass the object itself")
+            exposed = ExposedObject(name or obj, description, variable=obj, namespace=namespace)
+        else:
+            if not name:
+                raise ValueError("expose(obj) needs a name: nbmcp.expose(df, 'sales')")
+            exposed = ExposedObject(name, description, target=obj)
+        if not exposed.name.isidentifier():
+            raise ValueError(f"object name {exposed.name!r} must be a Python identifier (it goes into URIs)")
+        with self._lock:
+            self.objects[exposed.name] = exposed
+        self.emit(RegistryEvent("objects", exposed.name))
+        return exposed
+
+    def unexpose(self, name: str) -> None:
+        with self._lock:
+            if self.objects.pop(name, None) is None:
+                raise KeyError(self.unknown_object_message(name))
+        self.emit(RegistryEvent("objects", name))
+
+    def get_object(self, name: str) -> ExposedObject:
+        with self._lock:
+            exposed = self.objects.get(name)
+        if exposed is None or not exposed.enabled:
+            raise KeyError(self.unknown_object_message(name))
+        return exposed
+
+    def unknown_object_message(self, name: str) -> str:
+        with self._lock:
+            names = sorted(n for n, o in self.objects.items() if o.enabled)
+        return f"no exposed object named {name!r}; exposed: {', '.join(names) or '(none: call nbmcp.expose)'}"
+
+    def clear(self) -> None:
+        with self._lock:
+            self.tools.clear()
+            self.prompts.clear()
+            self.resources.clear()
+            self.objects.clear()
+        for kind in ("tools", "prompts", "resources", "objects"):
+            self.emit(RegistryEvent(kind))  # type: ignore[arg-type]
+
+
+def caller_namespace(depth: int = 2) -> dict[str, Any]:
+    """The user namespace: IPython's when a shell runs, else the calling frame's globals."""
+    ipython = sys.modules.get("IPython")
+    if ipython is not None:
+        shell = ipython.get_ipython()
+        if shell is not None:
+            return shell.user_ns
+    return sys._getframe(depth).f_globals
+
+
+default_registry = Registry()
