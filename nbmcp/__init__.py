@@ -22,7 +22,7 @@ from .registry import (
 if TYPE_CHECKING:
     from mcp.server.mcpserver import Context
 
-    from .server import ServerInfo
+    from .http import ServerInfo
 
 __version__ = "0.1.0"
 
@@ -109,9 +109,7 @@ def tool(
     return register(fn) if fn is not None else register
 
 
-def prompt(
-    fn: Callable[..., Any] | None = None, /, *, name: str | None = None, title: str | None = None
-) -> Any:
+def prompt(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, title: str | None = None) -> Any:
     """Publish a function returning a string (or messages) as an MCP prompt."""
 
     def register(func: F) -> F:
@@ -164,21 +162,25 @@ def unexpose(name: str) -> None:
 
 def start(port: int | None = None, token: str | None = None, ip: str | None = None, **options: Any) -> ServerInfo:
     """Start the MCP server on a background thread (or return the running one's info)."""
-    from .server import start_server
+    from .extension import running_shell, start_in_shell
+    from .http import start_server
 
+    shell = running_shell()
+    if shell is not None:
+        return start_in_shell(shell, port=port, token=token, ip=ip, **options)
     return start_server(port=port, token=token, ip=ip, **options)
 
 
 def stop() -> None:
     """Stop the running server: frees the port, joins its thread, removes the connection file."""
-    from .server import stop_server
+    from .http import stop_server
 
     stop_server()
 
 
 def info() -> ServerInfo | None:
     """The running server's info, or None."""
-    from .server import running_info
+    from .http import running_info
 
     return running_info()
 

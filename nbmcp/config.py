@@ -90,7 +90,10 @@ def _user_config() -> Any:
 
     merged = Config()
     for directory in reversed(jupyter_config_path()):
-        for loader_cls, filename in ((JSONFileConfigLoader, "nbmcp_config.json"), (PyFileConfigLoader, "nbmcp_config.py")):
+        for loader_cls, filename in (
+            (JSONFileConfigLoader, "nbmcp_config.json"),
+            (PyFileConfigLoader, "nbmcp_config.py"),
+        ):
             if os.path.exists(os.path.join(directory, filename)):
                 try:
                     merged.merge(loader_cls(filename, path=directory).load_config())

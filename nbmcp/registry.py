@@ -153,9 +153,7 @@ def check_signature(fn: Callable[..., Any], *, what: str = "tool") -> inspect.Si
         if param.name.startswith("_"):
             raise TypeError(f"{where} starts with '_', which MCP argument names cannot")
         if param.default is not param.empty and not isinstance(param.default, Hashable):
-            raise TypeError(
-                f"{where} has an unhashable default {param.default!r}; use None and create it in the body"
-            )
+            raise TypeError(f"{where} has an unhashable default {param.default!r}; use None and create it in the body")
     try:
         typing.get_type_hints(fn, include_extras=True)
     except Exception as exc:

@@ -1,0 +1,82 @@
+"""Per-call capture of what a tool prints.
+
+``IPython.utils.capture`` swaps ``sys.stdout`` for the whole process, so a tool running on a worker
+thread would swallow the user's own cell output. Instead ``sys.stdout``/``sys.stderr`` are wrapped once
+by a stream that routes writes to the buffer of the current call (a context variable) and everything
+else to the original stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+import threading
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any, TextIO
+
+__all__ = ["capture_output", "install", "uninstall"]
+
+_buffer: ContextVar[io.StringIO | None] = ContextVar("nbmcp_capture", default=None)
+_lock = threading.Lock()
+_installed = 0
+
+
+class RoutingStream:
+    """Writes go to the current call's buffer when one is set, else to ``original``."""
+
+    def __init__(self, original: TextIO) -> None:
+        self.original = original
+
+    def write(self, text: str) -> int:
+        buffer = _buffer.get()
+        if buffer is not None:
+            return buffer.write(text)
+        return self.original.write(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if _buffer.get() is None:
+            self.original.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.original, name)
+
+
+def install() -> None:
+    """Wrap sys.stdout and sys.stderr (reference counted: nested servers share one wrapper)."""
+    global _installed
+    with _lock:
+        _installed += 1
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            if not isinstance(stream, RoutingStream):
+                setattr(sys, name, RoutingStream(stream))
+
+
+def uninstall() -> None:
+    global _installed
+    with _lock:
+        _installed = max(0, _installed - 1)
+        if _installed:
+            return
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            # Something else may have wrapped us since (e.g. %%capture); only unwrap our own layer.
+            if isinstance(stream, RoutingStream):
+                setattr(sys, name, stream.original)
+
+
+@contextlib.contextmanager
+def capture_output() -> Iterator[io.StringIO]:
+    """Capture what this thread/task prints, without touching other threads' output."""
+    buffer = io.StringIO()
+    token = _buffer.set(buffer)
+    try:
+        yield buffer
+    finally:
+        _buffer.reset(token)

@@ -1,0 +1,139 @@
+"""Shared fixtures: real kernels through jupyter_client, and SDK clients with the bearer token."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from jupyter_client import KernelManager
+
+
+@dataclass
+class CellResult:
+    stdout: str = ""
+    stderr: str = ""
+    result: str | None = None
+    error: str | None = None
+    displays: list[dict[str, Any]] = field(default_factory=list)
+
+    def raise_for_error(self) -> CellResult:
+        if self.error:
+            raise AssertionError(f"cell failed: {self.error}\n{self.stderr}")
+        return self
+
+
+class KernelHandle:
+    """A real ipykernel started through jupyter_client, with helpers to run cells."""
+
+    def __init__(self, km: KernelManager) -> None:
+        self.km = km
+        self.kc = km.client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=60)
+
+    @property
+    def kernel_id(self) -> str:
+        return os.path.basename(self.km.connection_file).removesuffix(".json").removeprefix("kernel-")
+
+    def run(self, code: str, timeout: float = 60) -> CellResult:
+        """Run a cell and collect its outputs (raises on kernel timeout)."""
+        result = CellResult()
+
+        def hook(msg: dict[str, Any]) -> None:
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                if content["name"] == "stdout":
+                    result.stdout += content["text"]
+                else:
+                    result.stderr += content["text"]
+            elif kind == "execute_result":
+                result.result = content["data"].get("text/plain")
+            elif kind == "display_data":
+                result.displays.append(content["data"])
+            elif kind == "error":
+                result.error = f"{content['ename']}: {content['evalue']}"
+
+        self.kc.execute_interactive(code, output_hook=hook, timeout=timeout, store_history=True)
+        return result
+
+    def value(self, expression: str) -> Any:
+        """The JSON value of an expression evaluated in the kernel."""
+        out = self.run(f"import json as _j; print(_j.dumps({expression}))").raise_for_error()
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def start_cell(self, code: str) -> str:
+        """Send a cell without waiting for it (e.g. a long-running one)."""
+        return self.kc.execute(code)
+
+    def wait_idle(self, msg_id: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                msg = self.kc.get_iopub_msg(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if (
+                msg["parent_header"].get("msg_id") == msg_id
+                and msg["msg_type"] == "status"
+                and msg["content"]["execution_state"] == "idle"
+            ):
+                # Drain the shell reply so the next execute_interactive sees its own.
+                self.kc.get_shell_msg(timeout=max(0.01, deadline - time.monotonic()))
+                return
+        raise TimeoutError(f"cell {msg_id} did not finish within {timeout} s")
+
+    def shutdown(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+
+def start_kernel(env: dict[str, str] | None = None) -> KernelHandle:
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(
+        extra_arguments=["--HistoryManager.enabled=False"],
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+    )
+    try:
+        return KernelHandle(km)
+    except BaseException:
+        km.shutdown_kernel(now=True)
+        raise
+
+
+@pytest.fixture(scope="module")
+def kernel() -> Iterator[KernelHandle]:
+    handle = start_kernel()
+    try:
+        yield handle
+    finally:
+        handle.shutdown()
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def connect(url: str, token: str | None, mode: str = "auto", **options: Any) -> Any:
+    """An SDK client for an nbmcp HTTP server, sending the bearer token."""
+    from nbmcp.client import connect as nbmcp_connect
+
+    return nbmcp_connect(url, token, mode=mode, **options)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+PYTHON = sys.executable
