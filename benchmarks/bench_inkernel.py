@@ -22,9 +22,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import anyio  # noqa: E402
+import anyio
 
-from tests.conftest import KernelHandle, connect, start_kernel  # noqa: E402
+from tests.conftest import KernelHandle, connect, start_kernel
 
 BARE_SERVER = """
 import logging, mcp.server.mcpserver as _m
@@ -138,7 +138,7 @@ def main() -> None:
 
     width = max(len(k) for k in results)
     for key, value in results.items():
-        print(f"{key:<{width}}  {value:8.2f}")
+        print(f"{key:<{width}}  {value:9.3f}")
 
 
 if __name__ == "__main__":
