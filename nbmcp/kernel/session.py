@@ -281,9 +281,7 @@ class KernelSession:
         return self
 
     @classmethod
-    async def attach(
-        cls, connection_file: str | Path | None = None, *, ready_timeout: float = 10.0
-    ) -> KernelSession:
+    async def attach(cls, connection_file: str | Path | None = None, *, ready_timeout: float = 10.0) -> KernelSession:
         """Attach to a running kernel by connection file (default: the newest in the runtime dir)."""
         from jupyter_client.asynchronous import AsyncKernelClient
         from jupyter_client.connect import find_connection_file
@@ -393,9 +391,7 @@ class KernelSession:
         if queue is not None:
             queue.put_nowait((channel, msg))
 
-    def _new_msg(
-        self, msg_type: str, content: dict[str, Any], subshell_id: str | None = None
-    ) -> dict[str, Any]:
+    def _new_msg(self, msg_type: str, content: dict[str, Any], subshell_id: str | None = None) -> dict[str, Any]:
         assert self._transport is not None
         msg = self._transport.session.msg(msg_type, content)
         if subshell_id is not None:
@@ -410,9 +406,7 @@ class KernelSession:
         self._transport.send(channel, msg)
         return queue
 
-    async def _request(
-        self, channel: str, msg_type: str, content: dict[str, Any], timeout: float
-    ) -> dict[str, Any]:
+    async def _request(self, channel: str, msg_type: str, content: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Send a request and await its reply on the same channel."""
         msg = self._new_msg(msg_type, content)
         msg_id = msg["header"]["msg_id"]
@@ -576,9 +570,7 @@ class KernelSession:
                 return await self._execute(
                     code, timeout, on_output, silent, store_history, user_expressions, subshell_id
                 )
-        return await self._execute(
-            code, timeout, on_output, silent, store_history, user_expressions, subshell_id
-        )
+        return await self._execute(code, timeout, on_output, silent, store_history, user_expressions, subshell_id)
 
     async def _execute(
         self,
@@ -675,9 +667,7 @@ class KernelSession:
         if outcome.timed_out and outcome.status not in ("dead",):
             outcome.status = "timeout"
             if outcome.message is None:
-                outcome.message = (
-                    f"timed out after {timeout:g} s: the kernel was interrupted, its state is kept"
-                )
+                outcome.message = f"timed out after {timeout:g} s: the kernel was interrupted, its state is kept"
         if outcome.execution_count is None:
             outcome.execution_count = collector.execution_count
         return outcome

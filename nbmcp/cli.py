@@ -1,0 +1,237 @@
+"""``nbmcp`` / ``jupyter nbmcp``: serve | bridge | list | config | demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+CLIENTS = ("claude", "vscode", "cursor", "generic")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nbmcp",
+        description="Connect Jupyter kernels to AI assistants through the Model Context Protocol.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve",
+        help="an MCP server that runs code in a Jupyter kernel",
+        description=(
+            "An MCP server that starts a Jupyter kernel (or attaches to one) and lets an assistant run code, "
+            "see outputs, inspect variables, interrupt and restart it. Every execution is recorded in a "
+            "session notebook."
+        ),
+    )
+    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="default: stdio")
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP: address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=0, help="HTTP: port (default: a free one)")
+    serve.add_argument("--kernel-name", default="python3", help="kernelspec to start (default python3)")
+    serve.add_argument("--root", type=Path, default=None, help="working dir of the kernel and notebook root")
+    serve.add_argument(
+        "--existing",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="CONNECTION_FILE",
+        help="attach to a running kernel (default: the newest in the Jupyter runtime dir); with "
+        "--server-url: a kernel id on that server (default: the most recently active)",
+    )
+    serve.add_argument("--server-url", help="use a kernel behind this Jupyter Server (REST + WebSocket API)")
+    serve.add_argument(
+        "--server-token", help="the Jupyter Server's token (default: $JUPYTER_TOKEN; prefer the variable)"
+    )
+    serve.add_argument("--notebook", type=Path, help="session notebook (default nbmcp-session-<time>.ipynb)")
+    serve.add_argument("--no-record", action="store_true", help="do not record executions in a notebook")
+    serve.add_argument("--timeout", type=float, default=60.0, help="default execute timeout, seconds (60)")
+    serve.add_argument("--output-budget", type=int, default=20_000, help="characters of text per result")
+    serve.add_argument("--image-max-px", type=int, default=1568, help="long side of returned images")
+    serve.add_argument("--read-only", action="store_true", help="serve inspection tools only, no execution")
+    serve.add_argument("--shared", action="store_true", help="HTTP: all clients share one kernel")
+
+    bridge = sub.add_parser(
+        "bridge",
+        help="stdio MCP server forwarding to an in-kernel nbmcp server",
+        description="For clients that only launch stdio commands: forwards to a kernel's nbmcp HTTP server "
+        "found through its connection file (the newest, or --kernel-id), or to --url.",
+    )
+    target = bridge.add_mutually_exclusive_group()
+    target.add_argument("--kernel-id", help="the kernel's id (a prefix is enough)")
+    target.add_argument("--url", help="an MCP endpoint URL (token from --token or $NBMCP_TOKEN)")
+    bridge.add_argument("--token", help=argparse.SUPPRESS)
+
+    lst = sub.add_parser("list", help="running nbmcp servers (tokens are not shown)")
+    lst.add_argument("--json", action="store_true", help="machine-readable output")
+
+    config = sub.add_parser("config", help="print an MCP client config for `nbmcp serve`")
+    config.add_argument("client", choices=CLIENTS)
+    config.add_argument("--name", default="jupyter", help="server name in the config (default jupyter)")
+    config.add_argument("serve_args", nargs=argparse.REMAINDER, help="extra `nbmcp serve` arguments")
+
+    demo = sub.add_parser("demo", help="a guided demo", add_help=False)
+    demo.add_argument("demo_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return 2
+    try:
+        return int(_COMMANDS[args.command](args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (LookupError, ValueError, OSError) as exc:
+        print(f"nbmcp {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+# ------------------------------------------------------------------------------------------- serve
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    _skip_slow_imports()
+    from .kernel.tools import ServeOptions, main_serve
+
+    # an application may configure logging: warnings to stderr (stdout is the MCP channel on stdio)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="nbmcp: %(levelname)s %(message)s")
+    if args.server_token is None and args.server_url:
+        args.server_token = os.environ.get("JUPYTER_TOKEN") or os.environ.get("JPY_API_TOKEN")
+    if args.timeout <= 0:
+        raise ValueError("--timeout must be positive")
+    if args.output_budget < 100:
+        raise ValueError("--output-budget must be at least 100 characters")
+    root = (args.root or Path.cwd()).resolve()
+    if not root.is_dir():
+        raise ValueError(f"--root {root} is not a directory")
+    options = ServeOptions(
+        kernel_name=args.kernel_name,
+        root=root,
+        existing=args.existing,
+        server_url=args.server_url,
+        server_token=args.server_token,
+        notebook=args.notebook.resolve() if args.notebook else None,
+        record=not args.no_record,
+        timeout=args.timeout,
+        output_budget=args.output_budget,
+        image_max_px=args.image_max_px,
+        read_only=args.read_only,
+        shared=args.shared,
+        transport=args.transport,
+        host=args.host,
+        port=args.port,
+    )
+    return main_serve(options)
+
+
+def _skip_slow_imports() -> None:
+    """Start-up time: ``jsonschema`` (via nbformat) imports ``rfc3987_syntax`` when it is installed, which
+    builds a Lark grammar at import -- about a second here -- only to check the ``iri`` string format,
+    which no notebook schema uses. In the ``nbmcp serve`` process (an application, not the library) we
+    tell Python it is absent; jsonschema treats it as an optional dependency."""
+    if "rfc3987_syntax" not in sys.modules and os.environ.get("NBMCP_KEEP_RFC3987") is None:
+        sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]
+
+
+# ------------------------------------------------------------------------------------------ bridge
+
+
+def _bridge(args: argparse.Namespace) -> int:
+    import anyio
+
+    from .kernel.bridge import run_bridge
+
+    if args.url:
+        url, token = args.url, args.token or os.environ.get("NBMCP_TOKEN")
+    else:
+        from .discovery import find_server
+
+        info = find_server(args.kernel_id)
+        url, token = info["url"], info.get("token")
+    anyio.run(run_bridge, url, token)
+    return 0
+
+
+# -------------------------------------------------------------------------------------------- list
+
+
+def _list(args: argparse.Namespace) -> int:
+    from .discovery import list_servers
+
+    servers = [{k: v for k, v in s.items() if k != "token"} for s in list_servers()]
+    if args.json:
+        print(json.dumps(servers, indent=2))
+        return 0
+    if not servers:
+        print("no running nbmcp servers (run `%load_ext nbmcp` in a notebook)")
+        return 0
+    for s in servers:
+        kind = s.get("kind") or "kernel"
+        print(f"{s.get('url')}  {kind} {s.get('kernel_id') or ''}  pid {s.get('pid')}  ({s['connection_file']})")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ config
+
+
+def serve_command() -> list[str]:
+    """How a client should launch ``nbmcp serve``: this environment's executable, so it finds the kernel."""
+    exe = Path(sys.executable).with_name("nbmcp")
+    if exe.exists():
+        return [str(exe), "serve"]
+    return [sys.executable, "-m", "nbmcp.cli", "serve"]
+
+
+def client_config(client: str, name: str = "jupyter", extra: Sequence[str] = ()) -> dict[str, Any]:
+    """An MCP client config entry that launches ``nbmcp serve`` over stdio."""
+    command, *args = [*serve_command(), *extra]
+    entry: dict[str, Any] = {"command": command, "args": args}
+    if client == "vscode":
+        return {"servers": {name: {"type": "stdio", **entry}}}
+    if client in ("claude", "cursor", "generic"):
+        return {"mcpServers": {name: entry}}
+    raise ValueError(f"unknown client {client!r}; one of {', '.join(CLIENTS)}")
+
+
+_CONFIG_WHERE = {
+    "claude": "Claude Desktop: claude_desktop_config.json; Claude Code: `claude mcp add-json {name} '<entry>'`",
+    "vscode": "VS Code: .vscode/mcp.json in the workspace",
+    "cursor": "Cursor: ~/.cursor/mcp.json (or .cursor/mcp.json in the project)",
+    "generic": "any client that launches stdio MCP servers",
+}
+
+
+def _config(args: argparse.Namespace) -> int:
+    extra = [a for a in args.serve_args if a != "--"]
+    print(json.dumps(client_config(args.client, args.name, extra), indent=2))
+    print(f"# {_CONFIG_WHERE[args.client].format(name=args.name)}", file=sys.stderr)
+    return 0
+
+
+# -------------------------------------------------------------------------------------------- demo
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from . import demo  # type: ignore[attr-defined]  # imported only when asked for
+
+    sys.argv = ["nbmcp demo", *args.demo_args]
+    result = demo.main()
+    return int(result or 0)
+
+
+_COMMANDS = {"serve": _serve, "bridge": _bridge, "list": _list, "config": _config, "demo": _demo}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
