@@ -72,13 +72,17 @@ class KernelHandle:
         """Send a cell without waiting for it (e.g. a long-running one)."""
         return self.kc.execute(code)
 
-    def wait_idle(self, msg_id: str, timeout: float = 60) -> None:
+    def wait_idle(self, msg_id: str, timeout: float = 60) -> str:
+        """Wait for a cell sent with start_cell to finish; returns what it printed to stdout."""
         deadline = time.monotonic() + timeout
+        stdout = ""
         while time.monotonic() < deadline:
             try:
                 msg = self.kc.get_iopub_msg(timeout=max(0.01, deadline - time.monotonic()))
             except queue.Empty:
                 break
+            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+                stdout += msg["content"]["text"] if msg["content"]["name"] == "stdout" else ""
             if (
                 msg["parent_header"].get("msg_id") == msg_id
                 and msg["msg_type"] == "status"
@@ -86,7 +90,7 @@ class KernelHandle:
             ):
                 # Drain the shell reply so the next execute_interactive sees its own.
                 self.kc.get_shell_msg(timeout=max(0.01, deadline - time.monotonic()))
-                return
+                return stdout
         raise TimeoutError(f"cell {msg_id} did not finish within {timeout} s")
 
     def shutdown(self) -> None:

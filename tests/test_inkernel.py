@@ -221,7 +221,8 @@ def chatty() -> str:
                 result = await client.call_tool("chatty", {})
             assert "printed by the tool" in text_of(result) and "done" in text_of(result)
     finally:
-        kernel.wait_idle(msg_id, timeout=30)
+        cell_output = kernel.wait_idle(msg_id, timeout=30)
+    assert cell_output == "cell starts\ncell ends\n"  # the user's own output is all there, and only it
     out = kernel.run("print('next cell')")
     assert "printed by the tool" not in out.stdout
 
@@ -286,3 +287,86 @@ def test_magics_status_tools_and_usage_errors(server: dict, kernel: KernelHandle
     assert "UsageError" in bad.stderr and "frobnicate" in bad.stderr and "%mcp tools" in bad.stderr
     bad = kernel.run("%mcp log many")
     assert "UsageError" in bad.stderr and "%mcp log [N]" in bad.stderr
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_async_tool_with_context_reports_progress(server: dict, kernel: KernelHandle, mode: str) -> None:
+    kernel.run(
+        """
+import asyncio
+
+@nbmcp.tool
+async def long_fit(epochs: int, ctx: nbmcp.Context) -> str:
+    for epoch in range(1, epochs + 1):
+        await ctx.report_progress(epoch, epochs, f"epoch {epoch}")
+        await asyncio.sleep(0)
+    return f"fitted {epochs} epochs"
+"""
+    ).raise_for_error()
+    progress: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append((value, total, message))
+
+    async with connect(server["url"], server["token"], mode=mode) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        assert list(tools["long_fit"].input_schema["properties"]) == ["epochs"]  # ctx is not an argument
+        result = await client.call_tool("long_fit", {"epochs": 3}, progress_callback=on_progress)
+        assert text_of(result) == "fitted 3 epochs"
+    assert [p[0] for p in progress] == [1, 2, 3] and progress[-1][2] == "epoch 3"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_big_output_is_cut_to_the_budget_and_kept(server: dict, kernel: KernelHandle, mode: str) -> None:
+    kernel.run("@nbmcp.tool\ndef huge() -> str:\n    return 'HEAD' + 'x' * 100_000 + 'TAIL'").raise_for_error()
+    async with connect(server["url"], server["token"], mode=mode) as client:
+        result = await client.call_tool("huge", {})
+        text = text_of(result)
+        assert text.startswith("HEAD") and text.endswith("TAIL") and len(text) < 21_000
+        assert result.structured_content["truncated"] is True
+        uri = result.structured_content["output_uri"]
+        assert uri in text
+        full = (await client.read_resource(uri)).contents[0].text
+        assert len(full) == 100_008
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_user_resources_and_templates(server: dict, kernel: KernelHandle, mode: str) -> None:
+    kernel.run(
+        '''
+@nbmcp.resource("docs://readme", mime_type="text/markdown")
+def readme() -> str:
+    """The project readme."""
+    return "# Readme"
+
+@nbmcp.resource("items://{item_id}")
+def item(item_id: str) -> dict:
+    return {"id": item_id, "price": 3}
+'''
+    ).raise_for_error()
+    async with connect(server["url"], server["token"], mode=mode) as client:
+        resources = {str(r.uri): r for r in (await client.list_resources()).resources}
+        assert resources["docs://readme"].mime_type == "text/markdown"
+        templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
+        assert "items://{item_id}" in templates
+        readme = (await client.read_resource("docs://readme")).contents[0]
+        assert readme.text == "# Readme" and readme.mime_type == "text/markdown"
+        item = json.loads((await client.read_resource("items://42")).contents[0].text)
+        assert item == {"id": "42", "price": 3}
+
+
+def test_traitlets_config_from_the_shell() -> None:
+    from .conftest import start_kernel
+
+    handle = start_kernel()
+    try:
+        handle.run(
+            "cfg = get_ipython().config\ncfg.NbMCP.output_budget = 1234\ncfg.NbMCP.image_max_px = 512\n"
+            "%load_ext nbmcp\nimport nbmcp"
+        ).raise_for_error()
+        settings = handle.value(
+            "[nbmcp.http.current_server().mcp_server.output_budget, nbmcp.http.current_server().mcp_server.image_max_px]"
+        )
+        assert settings == [1234, 512]
+    finally:
+        handle.shutdown()
