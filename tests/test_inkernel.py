@@ -364,9 +364,8 @@ def test_traitlets_config_from_the_shell() -> None:
             "cfg = get_ipython().config\ncfg.NbMCP.output_budget = 1234\ncfg.NbMCP.image_max_px = 512\n"
             "%load_ext nbmcp\nimport nbmcp"
         ).raise_for_error()
-        settings = handle.value(
-            "[nbmcp.http.current_server().mcp_server.output_budget, nbmcp.http.current_server().mcp_server.image_max_px]"
-        )
+        handle.run("served = nbmcp.http.current_server().mcp_server").raise_for_error()
+        settings = handle.value("[served.output_budget, served.image_max_px]")
         assert settings == [1234, 512]
     finally:
         handle.shutdown()
