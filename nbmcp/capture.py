@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any, TextIO
 
-__all__ = ["capture_output", "install", "uninstall"]
+__all__ = ["capture_displays", "capture_output", "install", "uninstall"]
 
 _buffer: ContextVar[io.StringIO | None] = ContextVar("nbmcp_capture", default=None)
 _lock = threading.Lock()
@@ -80,3 +80,32 @@ def capture_output() -> Iterator[io.StringIO]:
         yield buffer
     finally:
         _buffer.reset(token)
+
+
+@contextlib.contextmanager
+def capture_displays() -> Iterator[list[tuple[dict[str, Any], dict[str, Any]]]]:
+    """Capture ``display(...)`` calls made on this thread as (data, metadata) pairs.
+
+    Uses ipykernel's thread-local display-publisher hooks, so displays from the user's own cells, on the
+    main thread, still reach the notebook. Outside an ipykernel nothing is captured.
+    """
+    displays: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    publisher = getattr(shell, "display_pub", None)
+    if publisher is None or not hasattr(publisher, "register_hook"):
+        yield displays
+        return
+
+    def hook(msg: dict[str, Any]) -> None:
+        if msg.get("msg_type") in ("display_data", "update_display_data"):
+            content = msg.get("content", {})
+            displays.append((content.get("data", {}), content.get("metadata", {})))
+            return None
+        return msg  # type: ignore[return-value]
+
+    publisher.register_hook(hook)
+    try:
+        yield displays
+    finally:
+        publisher.unregister_hook(hook)

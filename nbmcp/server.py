@@ -405,7 +405,7 @@ class NbMCPServer:
         try:
             if spec.confirm or spec.name == "execute":
                 await self._approve(spec.name, user_kwargs)
-            value, printed = await self._invoke(spec, kwargs)
+            value, printed, displays = await self._invoke(spec, kwargs)
         except ApprovalDenied as exc:
             return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
         except TimeoutError:
@@ -417,21 +417,25 @@ class NbMCPServer:
             converted = values.exception_converted(exc)
             return values.apply_budget(converted, self.output_budget, self.outputs).to_result()
         converted = values.convert(value, image_max_px=self.image_max_px)
-        if printed:
-            converted.content.insert(0, TextContent(type="text", text=printed))
+        shown = [values.convert_mime_bundle(data, meta, image_max_px=self.image_max_px) for data, meta in displays]
+        before = ([TextContent(type="text", text=printed)] if printed else []) + [
+            block for item in shown for block in item.content
+        ]
+        converted.content[:0] = before
         return values.apply_budget(converted, self.output_budget, self.outputs).to_result()
 
-    async def _invoke(self, spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, str]:
+    async def _invoke(self, spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, str, list[Any]]:
+        """Run the user's function; returns its value, what it printed and what it displayed."""
         fn = spec.fn
         if inspect.iscoroutinefunction(fn):
             with capture.capture_output() as buffer, anyio.fail_after(spec.timeout):
                 value = await fn(**kwargs)
-            return value, buffer.getvalue()
+            return value, buffer.getvalue(), []
 
-        def call() -> tuple[Any, str]:
-            with capture.capture_output() as buffer:
+        def call() -> tuple[Any, str, list[Any]]:
+            with capture.capture_output() as buffer, capture.capture_displays() as displays:
                 value = fn(**kwargs)
-            return value, buffer.getvalue()
+            return value, buffer.getvalue(), displays
 
         if spec.main_thread and self.main_thread_runner is not None:
             future = self.main_thread_runner(call)

@@ -369,3 +369,20 @@ def test_traitlets_config_from_the_shell() -> None:
         assert settings == [1234, 512]
     finally:
         handle.shutdown()
+
+
+async def test_what_a_tool_displays_goes_to_the_client(server: dict, kernel: KernelHandle) -> None:
+    kernel.run(
+        """
+from IPython.display import display, Markdown
+
+@nbmcp.tool
+def shows() -> str:
+    display(Markdown("**shown by the tool**"))
+    return "returned"
+"""
+    ).raise_for_error()
+    async with connect(server["url"], server["token"]) as client:
+        result = await client.call_tool("shows", {})
+    # Captured by a thread-local hook that swallows the message: it reached the client instead of the notebook.
+    assert text_of(result) == "**shown by the tool**\nreturned"
