@@ -418,7 +418,7 @@ class NbMCPServer:
             return values.apply_budget(converted, self.output_budget, self.outputs).to_result()
         converted = values.convert(value, image_max_px=self.image_max_px)
         shown = [values.convert_mime_bundle(data, meta, image_max_px=self.image_max_px) for data, meta in displays]
-        before = ([TextContent(type="text", text=printed)] if printed else []) + [
+        before = ([TextContent(type="text", text=printed.rstrip("\n"))] if printed.strip() else []) + [
             block for item in shown for block in item.content
         ]
         converted.content[:0] = before
