@@ -238,6 +238,7 @@ class KernelSession:
         self._died = False
         self._background: set[asyncio.Future[Any]] = set()
         self.last_outcome: ExecutionOutcome | None = None
+        self._draining: asyncio.Future[None] | None = None
 
     # -------------------------------------------------------------- constructors
 
@@ -590,6 +591,9 @@ class KernelSession:
             "allow_stdin": False,
             "stop_on_error": not silent,
         }
+        if subshell_id is None and self._draining is not None and not self._draining.done():
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(self._draining)
         msg = self._new_msg("execute_request", content, subshell_id)
         msg_id = msg["header"]["msg_id"]
         started = time.monotonic()
@@ -655,9 +659,12 @@ class KernelSession:
                                 await res
         except asyncio.CancelledError:
             # the caller went away (MCP notifications/cancelled, client disconnect): stop the cell
-            task = asyncio.ensure_future(self._interrupt_quietly())
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            # interrupt, and hold back the next execute until this cell has stopped: sent earlier, it
+            # would be aborted by the kernel (stop_on_error) when the interrupted cell raises
+            self._waiters.pop(msg_id, None)
+            self._draining = asyncio.ensure_future(self._drain(msg_id))
+            self._background.add(self._draining)
+            self._draining.add_done_callback(self._background.discard)
             outcome.status = "cancelled"
             outcome.message = "cancelled by the client: the kernel was interrupted, its state is kept"
             raise
@@ -671,6 +678,27 @@ class KernelSession:
         if outcome.execution_count is None:
             outcome.execution_count = collector.execution_count
         return outcome
+
+    async def _drain(self, msg_id: str) -> None:
+        """Interrupt the cell ``msg_id`` and wait (bounded) until the kernel has replied to it."""
+        queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self._waiters[msg_id] = queue
+        try:
+            await self._interrupt_quietly()
+            deadline = time.monotonic() + _INTERRUPT_GRACE
+            while (remaining := deadline - time.monotonic()) > 0:
+                try:
+                    channel, msg = await asyncio.wait_for(queue.get(), min(remaining, _LIVENESS_INTERVAL))
+                except asyncio.TimeoutError:
+                    if not await self.is_alive():
+                        return
+                    continue
+                if channel == "shell" and msg["header"].get("msg_type") == "execute_reply":
+                    return
+        except Exception:
+            pass
+        finally:
+            self._waiters.pop(msg_id, None)
 
     def _mark_dead(self, outcome: ExecutionOutcome) -> None:
         self._died = True
