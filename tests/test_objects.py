@@ -133,6 +133,7 @@ async def test_expose_and_unexpose_announce_list_changes(server: dict, kernel: K
         assert "nbmcp://objects/extra" not in uris
 
 
+@pytest.mark.filterwarnings("ignore:resources/.*subscribe is removed:UserWarning")  # the legacy era on purpose
 @pytest.mark.parametrize("mode", MODES)
 async def test_subscribers_hear_about_changes_made_by_a_cell(server: dict, kernel: KernelHandle, mode: str) -> None:
     uri = "nbmcp://objects/sales"
