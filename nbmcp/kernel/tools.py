@@ -856,15 +856,31 @@ def _describe_text(d: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------------------- running
 
 
-def _install_signal_handlers(task: asyncio.Task[Any]) -> Callable[[], None]:
-    """SIGTERM/SIGINT/SIGHUP -> cancel the main task, so kernels are shut down on the way out."""
+def _install_signal_handlers(provider: KernelProvider) -> Callable[[], None]:
+    """SIGTERM/SIGINT/SIGHUP: shut our kernels down (bounded), then die of the same signal.
+
+    Cancelling the serving task is not enough: the SDK's stdio transport reads stdin on a worker thread
+    that cannot be cancelled, so the process would linger until stdin closes.
+    """
     loop = asyncio.get_running_loop()
     installed = []
+    terminating: list[asyncio.Task[None]] = []
+
+    async def terminate(signum: int) -> None:
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(provider.close_all(), 15)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    def on_signal(signum: int) -> None:
+        if not terminating:
+            terminating.append(asyncio.ensure_future(terminate(signum)))
+
     for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)):
         if sig is None:
             continue
         try:
-            loop.add_signal_handler(sig, task.cancel)
+            loop.add_signal_handler(sig, on_signal, sig)
             installed.append(sig)
         except (NotImplementedError, RuntimeError, ValueError):
             pass
@@ -882,13 +898,9 @@ async def run_stdio(options: ServeOptions) -> None:
     provider = KernelProvider(options)
     provider.start_shared()  # the kernel boots while the client connects
     server = build_server(options, provider)
-    task = asyncio.current_task()
-    assert task is not None
-    remove = _install_signal_handlers(task)
+    remove = _install_signal_handlers(provider)
     try:
         await server.run_stdio_async()
-    except asyncio.CancelledError:
-        pass
     finally:
         remove()
         with anyio.CancelScope(shield=True):
@@ -926,9 +938,7 @@ async def run_http(options: ServeOptions, *, ready: Callable[[str, str], None] |
     uv = _Server(config)
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{port}/mcp"
-    task = asyncio.current_task()
-    assert task is not None
-    remove = _install_signal_handlers(task)
+    remove = _install_signal_handlers(provider)
     serving = asyncio.ensure_future(uv.serve(sockets=[sock]))
     try:
         while not uv.started and not serving.done():
