@@ -366,6 +366,18 @@ def start_server(
             kernel_id=kernel_id,
         )
         _current.config = config  # type: ignore[attr-defined]
+        running = _current
+        try:
+            from .audit import AuditLog
+
+            running.audit = AuditLog(  # type: ignore[attr-defined]
+                config.audit_log or None, server_id=running.server_id, secret=lambda: running.info.token
+            )
+        except BaseException:
+            _current = None
+            running.stop()
+            raise
+        server.call_listeners.append(running.audit)  # type: ignore[attr-defined]
         return _current.info
 
 
@@ -374,7 +386,12 @@ def stop_server() -> None:
     with _current_lock:
         server, _current = _current, None
     if server is not None:
-        server.stop()
+        try:
+            server.stop()
+        finally:
+            audit = getattr(server, "audit", None)
+            if audit is not None:
+                audit.close()
 
 
 def running_info() -> ServerInfo | None:

@@ -896,7 +896,11 @@ class NbMCPServer:
             record.outcome, record.error = "error", f"{type(exc).__name__}: {exc}"[:200]
             raise
         else:
-            if isinstance(result, CallToolResult) and result.is_error:
+            if isinstance(result, dict) and result.get("isError"):  # the SDK hands middleware a dict
+                text = next((c.get("text", "") for c in result.get("content") or [] if c.get("type") == "text"), "")
+                record.outcome = "denied" if "declined" in text or "approval" in text else "error"
+                record.error = text[:200]
+            elif isinstance(result, CallToolResult) and result.is_error:
                 text = next((c.text for c in result.content if isinstance(c, TextContent)), "")
                 record.outcome = "denied" if "declined" in text or "approval" in text else "error"
                 record.error = text[:200]
