@@ -129,15 +129,19 @@ class NbMCPMagics(Magics):
             raise UsageError(f"usage: %mcp log [N] (N a number, not {args[0]!r})") from None
         if len(args) > 1 or count < 1:
             raise UsageError("usage: %mcp log [N] with N >= 1")
-        calls = list(self._server().mcp_server.calls)[-count:]
+        server = self._server()
+        calls = list(server.mcp_server.calls)[-count:]
+        audit = getattr(server, "audit", None)
         if not calls:
-            print("nbmcp: no calls yet")
+            print("nbmcp: no calls yet" + (f" (audit log: {audit.path})" if audit is not None else ""))
             return
         print(f"{'time':8}  {'client':16} {'kind':8} {'name':28} {'ms':>8}  outcome")
         for call in calls:
             stamp = time.strftime("%H:%M:%S", time.localtime(call.time))
             name = call.name[:28]
             print(f"{stamp:8}  {call.client[:16]:16} {call.kind:8} {name:28} {call.duration_ms:8.1f}  {call.outcome}")
+        if audit is not None:
+            print(f"(all calls: {audit.path})")
 
     def _cmd_panel(self, args: list[str]) -> Any:
         self._no_args(args, "panel")
@@ -146,6 +150,9 @@ class NbMCPMagics(Magics):
         return show_panel()
 
     def _cmd_mode(self, args: list[str]) -> None:
+        if not args:
+            print(f"nbmcp: mode is {self._server().mcp_server.mode} (%mcp mode read-only|tools|execute)")
+            return
         if len(args) != 1 or args[0] not in ("read-only", "tools", "execute"):
             raise UsageError("usage: %mcp mode read-only|tools|execute")
         try:
@@ -159,6 +166,14 @@ class NbMCPMagics(Magics):
         self._cmd_mode(["execute"])
 
     def _cmd_approve(self, args: list[str]) -> None:
+        if not args:
+            mcp = self._server().mcp_server
+            from .widgets import pending_approvals
+
+            waiting = ", ".join(f"{p['tool']} (from {p['client']})" for p in pending_approvals()) or "none"
+            print(f"nbmcp: approval policy {mcp.approval_policy!r}, timeout {mcp.approval_timeout:g} s")
+            print(f"  waiting for approval: {waiting}")
+            return
         if len(args) != 1 or args[0] not in ("all", "ask", "none"):
             raise UsageError("usage: %mcp approve all|ask|none")
         self._server().mcp_server.approval_policy = args[0]

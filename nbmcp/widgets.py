@@ -83,6 +83,11 @@ def _set_future(future: asyncio.Future[bool], value: bool) -> None:
         future.set_result(value)
 
 
+def _fail_future(future: asyncio.Future[bool], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
 class _Controller:
     """Shared state behind every panel: the attached server, pending approvals, the updater thread."""
 
@@ -109,6 +114,13 @@ class _Controller:
                 self._thread.start()
         self.wake()
 
+    def panel_closed(self) -> None:
+        """With no panel left open, stop being the approver now (waiting calls are denied)."""
+        with self._lock:
+            if not self.open_panels():
+                self._attach(None, "the approval panel was closed")
+        self.wake()
+
     def open_panels(self) -> list[Panel]:
         with self._lock:
             return [p for p in self._panels if p.is_open]
@@ -126,7 +138,7 @@ class _Controller:
         server = self._server
         return server.mcp_server if server is not None else None
 
-    def _attach(self, server: Any) -> None:
+    def _attach(self, server: Any, reason: str = "the nbmcp server was stopped") -> None:
         """Listen to ``server`` (an InKernelServer or None) and be its approver; leave the previous one."""
         with self._lock:
             if server is self._server:
@@ -139,7 +151,7 @@ class _Controller:
                     old.change_listeners.remove(self._on_change)
                 if old.approver is self._approver:
                     old.approver = None
-            self._deny_all("the nbmcp server was stopped")
+            self._deny_all(reason)
             self._server = server
             self._approver = None
             if server is not None:
@@ -164,7 +176,7 @@ class _Controller:
     async def _ask(self, mcp: Any, tool: str, arguments: dict[str, Any], client: str) -> bool:
         """The approver: wait for a click in a panel, or deny (no panel open, timeout)."""
         if not self.has_frontend():
-            where = "no Jupyter frontend" if not _in_kernel() else "no approval panel is open"
+            where = "no Jupyter frontend to ask" if not _in_kernel() else "no approval panel open in the notebook"
             raise ApprovalDenied(
                 f"{tool!r} needs the notebook owner's approval, but there is {where}: the call was declined. "
                 "Ask them to run `%mcp panel` in the notebook (or `%mcp approve all`)."
@@ -219,8 +231,9 @@ class _Controller:
         with self._lock:
             requests, self._pending = list(self._pending.values()), {}
         for request in requests:
+            denied = ApprovalDenied(f"{reason}, so the call to {request.tool!r} was declined")
             with contextlib.suppress(RuntimeError):
-                request.loop.call_soon_threadsafe(_set_future, request.future, False)
+                request.loop.call_soon_threadsafe(_fail_future, request.future, denied)
 
     # -- the updater thread --------------------------------------------------------------------
 
@@ -235,7 +248,7 @@ class _Controller:
             with self._lock:
                 panels = self.open_panels()
                 if not panels:
-                    self._attach(None)
+                    self._attach(None, "the approval panel was closed")
                     self._thread = None
                     return
                 self._attach(http.current_server())
@@ -487,7 +500,7 @@ class Panel(w.VBox):
             self._approval_rows.clear()
             self._toggles.clear()
             super().close()
-        self._controller.wake()
+        self._controller.panel_closed()
 
     # -- frontend events (shell thread or a comm subshell) -------------------------------------
 
