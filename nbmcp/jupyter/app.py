@@ -1,0 +1,137 @@
+"""The Jupyter Server extension app: routes, the loopback MCP app, start and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Float, Int
+
+from .. import __version__
+
+__all__ = ["NbMCPServerExtension"]
+
+
+class NbMCPServerExtension(ExtensionApp):
+    """MCP for a Jupyter Server: ``{base_url}nbmcp/mcp`` and ``{base_url}nbmcp/kernels/{kernel_id}/mcp``.
+
+    Both routes sit behind Jupyter's own auth and forward to the SDK's streamable HTTP app: the server's
+    own (served by uvicorn on this server's event loop, on a private loopback port with a random token)
+    or a kernel's in-kernel server (found through its connection file, with its token).
+    """
+
+    name = "nbmcp"
+    description = "MCP endpoints for the kernels of this Jupyter Server"
+    version = __version__
+    load_other_extensions = True
+
+    read_only = Bool(False, help="Serve only the inspection tools at nbmcp/mcp (no execute, no interrupt).").tag(
+        config=True
+    )
+    execute_timeout = Float(60.0, help="Default seconds before an execute call interrupts the kernel.").tag(config=True)
+    output_budget = Int(0, help="Characters of text per tool result (0: nbmcp's default, 20,000).").tag(config=True)
+
+    def initialize_settings(self) -> None:
+        self.kernels: Any = None
+        self.mcp_server: Any = None
+        self.http_client: Any = None
+        self._uvicorn: Any = None
+        self._serving: asyncio.Future[Any] | None = None
+        self._sock: Any = None
+        self._url: str | None = None
+        self._token: str | None = None
+
+    def initialize_handlers(self) -> None:
+        from .forward import KernelMCPHandler, ServerMCPHandler
+
+        self.handlers.extend(
+            [
+                (r"/nbmcp/mcp", ServerMCPHandler, {"nbmcp": self}),
+                (r"/nbmcp/kernels/([^/]+)/mcp", KernelMCPHandler, {"nbmcp": self}),
+            ]
+        )
+
+    def app_endpoint(self) -> tuple[str | None, str | None]:
+        return self._url, self._token
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        await self.start_mcp()
+
+    async def start_mcp(self) -> None:
+        """Serve the MCP app on this server's event loop (its managers are not thread-safe)."""
+        import httpx
+        import uvicorn
+
+        from ..http import SecurityMiddleware, bind_socket, loopback_names
+        from .kernels import JupyterKernels, build_server
+
+        serverapp = self.serverapp
+        assert serverapp is not None
+        self.kernels = JupyterKernels(serverapp.kernel_manager, serverapp.session_manager, base_url=serverapp.base_url)
+        self.mcp_server = build_server(
+            self.kernels,
+            root_dir=serverapp.root_dir,
+            read_only=self.read_only,
+            timeout=self.execute_timeout,
+            output_budget=self.output_budget or None,
+        )
+        self.http_client = httpx.AsyncClient(
+            timeout=httpx.Timeout(None, connect=5.0), limits=httpx.Limits(max_connections=None), trust_env=False
+        )
+        self._sock = bind_socket("127.0.0.1", 0)
+        port = self._sock.getsockname()[1]
+        hosts, _ = loopback_names("127.0.0.1", port)
+        token = secrets.token_urlsafe(32)
+        app = SecurityMiddleware(
+            self.mcp_server.streamable_http_app(host="127.0.0.1"), token=token, allowed_hosts=hosts
+        )
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            ws="none",
+            timeout_graceful_shutdown=2,
+            timeout_keep_alive=300,
+        )
+        started = asyncio.Event()
+
+        class _Server(uvicorn.Server):
+            def capture_signals(self) -> Any:  # the Jupyter Server owns the signals
+                return contextlib.nullcontext()
+
+            async def startup(self, sockets: Any = None) -> None:
+                await super().startup(sockets)
+                started.set()
+
+        self._uvicorn = _Server(config)
+        self._serving = asyncio.ensure_future(self._uvicorn.serve(sockets=[self._sock]))
+        waiter = asyncio.ensure_future(started.wait())
+        await asyncio.wait([waiter, self._serving], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if not started.is_set():
+            waiter.cancel()
+            await self.stop_extension()
+            serverapp.log.error("nbmcp: the MCP app did not start; nbmcp/mcp answers 503")
+            return
+        self._url, self._token = f"http://127.0.0.1:{port}/mcp", token
+        serverapp.log.info("nbmcp: MCP at %snbmcp/mcp and %snbmcp/kernels/{kernel_id}/mcp", *[serverapp.base_url] * 2)
+
+    async def stop_extension(self) -> None:
+        """Stop the MCP app and disconnect from the kernels (which stay the Jupyter Server's)."""
+        self._url = self._token = None
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+        if self.http_client is not None:
+            with contextlib.suppress(Exception):
+                await self.http_client.aclose()
+        if self._serving is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self._serving, 5)
+        if self.kernels is not None:
+            await self.kernels.close_all()
+        if self._sock is not None:
+            self._sock.close()
+        self._uvicorn = self._serving = self._sock = None

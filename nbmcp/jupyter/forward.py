@@ -1,0 +1,196 @@
+"""Authenticated Tornado handlers that forward MCP requests to loopback ASGI servers, streaming the answers.
+
+Jupyter Server is Tornado; MCP's streamable HTTP transport is the SDK's ASGI app. These handlers do not
+speak MCP: after Jupyter's own auth (token, cookie, JupyterHub OAuth) and an ``execute`` permission on
+``kernels``, they pass the request to the SDK app with that app's bearer token and copy the response back
+chunk by chunk, flushing each one, so server-sent events (progress, notifications) reach the client as
+they are produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+import httpx
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from tornado import web
+from tornado.iostream import StreamClosedError
+
+__all__ = ["ForwardingHandler", "KernelMCPHandler", "ServerMCPHandler", "UpstreamError"]
+
+# Not passed upstream: hop-by-hop headers, Jupyter's credentials (replaced by the upstream's token), the
+# browser's Origin/Referer (Jupyter checked them; the upstream only sees this server as its client).
+_DROP_REQUEST = {
+    "host",
+    "authorization",
+    "cookie",
+    "origin",
+    "referer",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "content-length",
+    "accept-encoding",
+    "x-xsrftoken",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+}
+_DROP_RESPONSE = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "server",
+    "date",
+    "www-authenticate",
+}
+
+
+class UpstreamError(Exception):
+    """Where to forward could not be decided: answered as ``status`` with a JSON ``message``."""
+
+    def __init__(self, status: int, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.details = details
+
+
+class ForwardingHandler(APIHandler):
+    """Forward GET/POST/DELETE to ``upstream()`` and stream the response back as it is produced."""
+
+    SUPPORTED_METHODS = ("GET", "POST", "DELETE", "OPTIONS")
+    auth_resource = "kernels"
+
+    def initialize(self, nbmcp: Any) -> None:
+        self.nbmcp = nbmcp
+        self._pump: asyncio.Future[None] | None = None
+
+    async def upstream(self, *args: str) -> tuple[str, str, str]:
+        """``(url, bearer token, description)`` of where this request goes; raise UpstreamError if nowhere."""
+        raise NotImplementedError
+
+    @web.authenticated
+    @authorized("execute")
+    async def get(self, *args: str) -> None:
+        await self._forward(*args)
+
+    @web.authenticated
+    @authorized("execute")
+    async def post(self, *args: str) -> None:
+        await self._forward(*args)
+
+    @web.authenticated
+    @authorized("execute")
+    async def delete(self, *args: str) -> None:
+        await self._forward(*args)
+
+    def _fail(self, status: int, message: str, **details: Any) -> None:
+        self.set_status(status)
+        self.finish(json.dumps({"message": message, "error": message, **details}))
+
+    async def _forward(self, *args: str) -> None:
+        try:
+            url, token, what = await self.upstream(*args)
+        except UpstreamError as exc:
+            self._fail(exc.status, str(exc), **exc.details)
+            return
+        headers = [(k, v) for k, v in self.request.headers.get_all() if k.lower() not in _DROP_REQUEST]
+        headers.append(("Authorization", f"Bearer {token}"))
+        client: httpx.AsyncClient = self.nbmcp.http_client
+        request = client.build_request(self.request.method or "GET", url, headers=headers, content=self.request.body)
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.TransportError as exc:
+            reason = str(exc) or type(exc).__name__
+            self._fail(502, f"{what} at {url} is not answering ({reason}). {self.dead_hint()}".strip())
+            return
+        content_type = response.headers.get("content-type", "application/json")
+        try:
+            self.set_status(response.status_code)
+            self.clear_header("Content-Type")
+            for name, value in response.headers.multi_items():
+                if name.lower() not in _DROP_RESPONSE:
+                    self.add_header(name, value)
+            if content_type.startswith("text/event-stream"):
+                self.set_header("Cache-Control", "no-cache, no-transform")
+                self.set_header("X-Accel-Buffering", "no")  # nginx/JupyterHub proxies: do not buffer SSE
+            self._pump = asyncio.ensure_future(self._stream(response))
+            with contextlib.suppress(asyncio.CancelledError, StreamClosedError):
+                await self._pump
+        finally:
+            await response.aclose()
+        if not self._finished:
+            with contextlib.suppress(StreamClosedError):
+                self.finish(set_content_type=content_type)
+
+    async def _stream(self, response: httpx.Response) -> None:
+        try:
+            async for chunk in response.aiter_raw():
+                self.write(chunk)
+                await self.flush()
+        except httpx.TransportError:  # the upstream went away mid-stream: end ours too
+            return
+
+    def on_connection_close(self) -> None:
+        # The client went away: stop reading the upstream (closing it tells the SDK app the stream ended).
+        if self._pump is not None and not self._pump.done():
+            self._pump.cancel()
+
+    def dead_hint(self) -> str:
+        return ""
+
+
+class ServerMCPHandler(ForwardingHandler):
+    """``{base_url}nbmcp/mcp``: the server's own MCP app (notebooks, kernels, ``serve`` tools)."""
+
+    async def upstream(self) -> tuple[str, str, str]:  # type: ignore[override]
+        url, token = self.nbmcp.app_endpoint()
+        if url is None or token is None:
+            raise UpstreamError(503, "the nbmcp Jupyter Server extension is starting or stopped; retry shortly")
+        return url, token, "the nbmcp Jupyter Server MCP app"
+
+    def dead_hint(self) -> str:
+        return "Restart the Jupyter Server."
+
+
+class KernelMCPHandler(ForwardingHandler):
+    """``{base_url}nbmcp/kernels/{kernel_id}/mcp``: the in-kernel server of that kernel (``%load_ext nbmcp``)."""
+
+    async def upstream(self, kernel_id: str) -> tuple[str, str, str]:  # type: ignore[override]
+        from ..discovery import list_servers
+
+        kernels = self.nbmcp.kernels
+        entries = await kernels.notebooks()
+        entry = next((e for e in entries if e["kernel_id"] == kernel_id), None)
+        if entry is None:
+            listing = [{"kernel_id": e["kernel_id"], "notebooks": e["notebooks"]} for e in entries]
+            shown = "; ".join(f"{e['kernel_id']} ({', '.join(e['notebooks']) or 'no notebook'})" for e in entries)
+            raise UpstreamError(
+                404,
+                f"no kernel {kernel_id!r} on this Jupyter Server; running kernels: {shown or 'none'}",
+                kernels=listing,
+            )
+        self._notebooks = entry["notebooks"]
+        found = [s for s in list_servers() if str(s.get("kernel_id")) == kernel_id]
+        where = ", ".join(entry["notebooks"]) or f"kernel {kernel_id}"
+        if not found:
+            raise UpstreamError(
+                404,
+                f"kernel {kernel_id} ({where}) has no nbmcp server: run `%load_ext nbmcp` in that notebook first",
+                kernel_id=kernel_id,
+                notebooks=entry["notebooks"],
+            )
+        server = found[0]
+        if not server.get("url") or not server.get("token"):
+            raise UpstreamError(502, f"the nbmcp connection file of kernel {kernel_id} is incomplete")
+        return server["url"], server["token"], f"the nbmcp server of kernel {kernel_id} ({where})"
+
+    def dead_hint(self) -> str:
+        return "Its in-kernel server has stopped: run `%mcp start` (or `%load_ext nbmcp` again) in the notebook."

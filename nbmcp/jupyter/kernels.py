@@ -1,0 +1,320 @@
+"""The Jupyter Server's kernels and notebooks, and the MCP tools over them at ``{base_url}nbmcp/mcp``.
+
+The code tools are ``nbmcp serve``'s own (:func:`nbmcp.kernel.tools.build_server`): one instance of that
+server is built with :class:`JupyterKernels` as its kernel provider, and each tool here adds a ``notebook``
+argument, selects that notebook's kernel for the call and delegates to the ``serve`` tool of the same
+name. Kernels are reached by attaching to their connection files (the human's kernel, never a new one);
+nbmcp never shuts a Jupyter kernel down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import Field
+
+from ..kernel.session import KernelSession, KernelSessionError
+from ..kernel.tools import KernelHandle, ServeOptions, _quiet_build
+from ..kernel.tools import build_server as build_serve_server
+
+__all__ = ["JupyterKernels", "build_server"]
+
+# The kernel the current tool call acts on (set by the tools below, read by ``JupyterKernels.get``).
+_selected: contextvars.ContextVar[str | None] = contextvars.ContextVar("nbmcp_jupyter_kernel", default=None)
+
+Notebook = Annotated[
+    str | None,
+    Field(description="Notebook path (as in list_notebooks) or kernel id; optional when one kernel runs."),
+]
+
+_INSTRUCTIONS = """\
+The kernels of a Jupyter Server: the notebooks a person has open. `list_notebooks` says which notebook \
+runs on which kernel; the other tools take `notebook` (a notebook path or a kernel id) and act on that \
+notebook's live kernel: `execute` runs code there like a cell (variables are shared with the notebook), \
+`list_variables`, `inspect_variable` and `read_rows` inspect it. Notebooks that ran `%load_ext nbmcp` also \
+serve their own tools at their `mcp_url`."""
+
+
+class JupyterKernels:
+    """Kernels of a running Jupyter Server, handed to ``nbmcp serve``'s tools as their kernel provider."""
+
+    def __init__(self, kernel_manager: Any, session_manager: Any, *, base_url: str = "/") -> None:
+        self.kernel_manager = kernel_manager
+        self.session_manager = session_manager
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self._handles: dict[str, asyncio.Task[KernelHandle]] = {}
+        self._closing: set[asyncio.Future[None]] = set()
+        self._closed = False
+
+    # -- what exists
+    async def notebooks(self) -> list[dict[str, Any]]:
+        """One entry per running kernel: id, name, state, the notebooks (sessions) on it, its nbmcp server."""
+        from ..discovery import list_servers
+
+        sessions = await self.session_manager.list_sessions()
+        paths: dict[str, list[str]] = {}
+        for s in sessions:
+            kernel_id = (s.get("kernel") or {}).get("id")
+            if kernel_id:
+                paths.setdefault(kernel_id, []).append(s.get("path") or s.get("name") or "")
+        served = {str(s.get("kernel_id")) for s in list_servers() if s.get("kernel_id")}
+        entries = []
+        for kernel_id in list(self.kernel_manager.list_kernel_ids()):
+            try:
+                model = self.kernel_manager.kernel_model(kernel_id)
+            except Exception:  # shut down meanwhile
+                continue
+            entries.append(
+                {
+                    "kernel_id": kernel_id,
+                    "kernel_name": model.get("name"),
+                    "execution_state": model.get("execution_state"),
+                    "last_activity": str(model.get("last_activity") or ""),
+                    "notebooks": sorted(paths.get(kernel_id, [])),
+                    "nbmcp_loaded": kernel_id in served,
+                    "mcp_path": f"{self.base_url}nbmcp/kernels/{kernel_id}/mcp" if kernel_id in served else None,
+                }
+            )
+        return entries
+
+    async def resolve(self, notebook: str | None) -> tuple[str, list[str]]:
+        """The kernel id (and notebook paths) of ``notebook``: a path, a kernel id or an id prefix."""
+        entries = await self.notebooks()
+        self._prune({e["kernel_id"] for e in entries})
+        if not entries:
+            raise ToolError("no kernels are running on this Jupyter Server: open a notebook first")
+        if notebook is None or not notebook.strip():
+            if len(entries) == 1:
+                return entries[0]["kernel_id"], entries[0]["notebooks"]
+            raise ToolError("several kernels are running; say which with `notebook`: " + _listing(entries))
+        wanted = notebook.strip()
+        path = wanted.lstrip("/")
+        for matcher in (
+            lambda e: e["kernel_id"] == wanted,
+            lambda e: path in e["notebooks"],
+            lambda e: any(os.path.basename(p) == path for p in e["notebooks"]),
+            lambda e: len(wanted) >= 4 and e["kernel_id"].startswith(wanted),
+        ):
+            found = [e for e in entries if matcher(e)]
+            if len(found) == 1:
+                return found[0]["kernel_id"], found[0]["notebooks"]
+            if len(found) > 1:
+                raise ToolError(f"{notebook!r} matches several kernels: " + _listing(found))
+        raise ToolError(f"no notebook or kernel {notebook!r} on this Jupyter Server; running: " + _listing(entries))
+
+    # -- the provider interface of nbmcp.kernel.tools.build_server
+    async def get(self, ctx: Context | None) -> KernelHandle:
+        kernel_id = _selected.get()
+        if kernel_id is None:
+            raise ToolError("no kernel selected for this call")
+        return await self.handle(kernel_id)
+
+    async def handle(self, kernel_id: str) -> KernelHandle:
+        """An attached session to ``kernel_id`` (cached; re-attached after the kernel restarted or died)."""
+        if self._closed:
+            raise ToolError("the Jupyter Server is shutting down")
+        task = self._handles.get(kernel_id)
+        if task is not None and task.done():
+            handle = None if task.cancelled() or task.exception() is not None else task.result()
+            if handle is None or not await handle.session.is_alive():
+                self._handles.pop(kernel_id, None)
+                if handle is not None:
+                    await handle.close()
+                task = None
+        if task is None:
+            task = asyncio.ensure_future(self._attach(kernel_id))
+            self._handles[kernel_id] = task
+        try:
+            return await asyncio.shield(task)
+        except KernelSessionError as exc:
+            self._handles.pop(kernel_id, None)
+            raise ToolError(f"cannot reach kernel {kernel_id}: {exc}") from exc
+
+    async def _attach(self, kernel_id: str) -> KernelHandle:
+        try:
+            km = self.kernel_manager.get_kernel(kernel_id)
+        except KeyError as exc:
+            raise KernelSessionError(f"kernel {kernel_id} is gone") from exc
+        path = getattr(km, "connection_file", None)
+        if not path or not Path(path).exists():
+            # A kernel whose connection file was removed or never written: recreate it privately.
+            path = await asyncio.to_thread(_write_private_connection_file, kernel_id, km)
+        return KernelHandle(await KernelSession.attach(path), recorder=None)
+
+    def _prune(self, alive: set[str]) -> None:
+        """Disconnect from kernels the Jupyter Server no longer has."""
+        for kernel_id in [k for k in self._handles if k not in alive]:
+            self._handles.pop(kernel_id).add_done_callback(self._close_later)
+
+    def _close_later(self, task: asyncio.Task[KernelHandle]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            closing = asyncio.ensure_future(task.result().close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+
+    async def close_all(self) -> None:
+        """Disconnect from every kernel (they belong to the Jupyter Server: none is shut down)."""
+        self._closed = True
+        tasks, self._handles = list(self._handles.values()), {}
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await (await task).close()
+
+
+def _write_private_connection_file(kernel_id: str, km: Any) -> str:
+    import tempfile
+
+    from jupyter_client.connect import write_connection_file
+
+    info = km.get_connection_info()
+    if not info.get("shell_port"):
+        raise KernelSessionError(
+            f"kernel {kernel_id} is not a local ZMQ kernel (a gateway or remote kernel?): "
+            "use `nbmcp serve --server-url` against the server that runs it"
+        )
+    directory = tempfile.mkdtemp(prefix="nbmcp-jupyter-")
+    fname = os.path.join(directory, f"kernel-{kernel_id}.json")
+    write_connection_file(fname, **info)
+    return fname
+
+
+def _listing(entries: list[dict[str, Any]]) -> str:
+    parts = []
+    for e in entries:
+        where = ", ".join(e["notebooks"]) or "no notebook"
+        parts.append(f"{where} (kernel {e['kernel_id']})")
+    return "; ".join(parts)
+
+
+def build_server(
+    kernels: JupyterKernels,
+    *,
+    root_dir: str | Path,
+    read_only: bool = False,
+    timeout: float = 60.0,
+    output_budget: int | None = None,
+    image_max_px: int | None = None,
+) -> MCPServer:
+    """The MCP server of ``{base_url}nbmcp/mcp``: notebooks and kernels, and ``serve``'s tools per notebook."""
+    from .. import __version__, values
+
+    options = ServeOptions(
+        root=Path(root_dir),
+        record=False,
+        timeout=timeout,
+        output_budget=output_budget or values.DEFAULT_OUTPUT_BUDGET,
+        image_max_px=image_max_px or values.DEFAULT_IMAGE_MAX_PX,
+        read_only=read_only,
+        transport="http",
+        shared=True,
+    )
+    serve = build_serve_server(options, kernels)  # type: ignore[arg-type]  # duck-typed provider
+    server: MCPServer = _quiet_build(
+        lambda: MCPServer("nbmcp-jupyter", version=__version__, instructions=_INSTRUCTIONS)
+    )
+    server.nbmcp_kernels = kernels  # type: ignore[attr-defined]
+    server.nbmcp_serve = serve  # type: ignore[attr-defined]
+    reading = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
+    mutating = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
+
+    async def delegate(ctx: Context, notebook: str | None, tool: str, arguments: dict[str, Any]) -> CallToolResult:
+        kernel_id, paths = await kernels.resolve(notebook)
+        token = _selected.set(kernel_id)
+        try:
+            result = await serve.call_tool(tool, arguments, ctx)
+        except ToolError as exc:
+            return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
+        finally:
+            _selected.reset(token)
+        if isinstance(result, CallToolResult) and isinstance(result.structured_content, dict):
+            result.structured_content["notebooks"] = paths
+        return result
+
+    @server.tool(annotations=reading, structured_output=False)
+    async def list_notebooks() -> CallToolResult:
+        """Which notebook is open on which kernel: kernel id, kernel name, busy/idle, the notebook paths,
+        and whether the notebook ran `%load_ext nbmcp` (then its own tools are at `mcp_path`)."""
+        entries = await kernels.notebooks()
+        lines = [f"{len(entries)} kernel(s) on this Jupyter Server"]
+        for e in entries:
+            where = ", ".join(e["notebooks"]) or "(no notebook)"
+            extra = f"; nbmcp tools at {e['mcp_path']}" if e["nbmcp_loaded"] else ""
+            lines.append(f"- {where}: kernel {e['kernel_id']} ({e['kernel_name']}, {e['execution_state']}){extra}")
+        return CallToolResult(
+            content=[TextContent(type="text", text="\n".join(lines))], structured_content={"kernels": entries}
+        )
+
+    @server.tool(annotations=reading, structured_output=False)
+    async def list_variables(
+        ctx: Context,
+        notebook: Notebook = None,
+        limit: Annotated[int, Field(description="At most this many variables (1-1000).")] = 200,
+    ) -> CallToolResult:
+        """The user variables of a notebook's kernel: name, type, shape or length, and a short repr."""
+        return await delegate(ctx, notebook, "list_variables", {"limit": limit})
+
+    @server.tool(annotations=reading, structured_output=False)
+    async def inspect_variable(
+        ctx: Context,
+        name: Annotated[str, Field(description="Variable name, or a dotted attribute path like df.columns.")],
+        notebook: Notebook = None,
+    ) -> CallToolResult:
+        """Describe one variable of a notebook's kernel: frames get schema, shape, memory and head;
+        callables their signature and doc; other values a bounded repr."""
+        return await delegate(ctx, notebook, "inspect_variable", {"name": name})
+
+    @server.tool(annotations=reading, structured_output=False)
+    async def read_rows(
+        ctx: Context,
+        name: Annotated[str, Field(description="Name of a DataFrame (pandas, polars, pyarrow) or list.")],
+        notebook: Notebook = None,
+        offset: Annotated[int, Field(description="First row (0-based).")] = 0,
+        limit: Annotated[int, Field(description="Number of rows (1-1000).")] = 50,
+        columns: Annotated[list[str] | None, Field(description="Only these columns (default: all).")] = None,
+    ) -> CallToolResult:
+        """One page of rows of a table in a notebook's kernel, as a markdown table plus JSON records."""
+        args = {"name": name, "offset": offset, "limit": limit, "columns": columns}
+        return await delegate(ctx, notebook, "read_rows", args)
+
+    @server.tool(annotations=reading, structured_output=False)
+    async def notebook_read(
+        ctx: Context,
+        path: Annotated[str, Field(description="Notebook path, relative to the Jupyter Server's root directory.")],
+    ) -> CallToolResult:
+        """Cells of a notebook file as saved on disk (ids, types, sources, short output summaries)."""
+        try:
+            return await serve.call_tool("notebook_read", {"path": path}, ctx)
+        except ToolError as exc:
+            return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
+
+    if read_only:
+        return server
+
+    @server.tool(annotations=mutating, structured_output=False)
+    async def execute(
+        ctx: Context,
+        code: Annotated[str, Field(description="Code to run in the notebook's kernel, like a cell.")],
+        notebook: Notebook = None,
+        timeout: Annotated[
+            float | None, Field(description="Seconds before the kernel is interrupted (default: server's).")
+        ] = None,
+    ) -> CallToolResult:
+        """Run code in a notebook's live kernel (its variables are the notebook's). Returns stream output,
+        results (tables as markdown + structured rows), images and errors, in order; output streams as
+        progress while it runs; at the timeout the kernel is interrupted (variables are kept)."""
+        return await delegate(ctx, notebook, "execute", {"code": code, "timeout": timeout})
+
+    @server.tool(annotations=mutating, structured_output=False)
+    async def interrupt(ctx: Context, notebook: Notebook = None) -> CallToolResult:
+        """Interrupt the cell running in a notebook's kernel (KeyboardInterrupt); variables are kept."""
+        return await delegate(ctx, notebook, "interrupt", {})
+
+    return server
