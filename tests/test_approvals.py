@@ -64,6 +64,16 @@ async def wait_pending(kernel: KernelHandle, count: int = 1, timeout: float = 15
             await anyio.sleep(0.05)
 
 
+async def wait_value(kernel: KernelHandle, expression: str, ready: Any, timeout: float = 10) -> Any:
+    """Poll an expression in the kernel until ``ready(value)``; the last value either way."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await anyio.to_thread.run_sync(kernel.value, expression)
+        if ready(value) or time.monotonic() > deadline:
+            return value
+        await anyio.sleep(0.05)
+
+
 async def in_kernel(kernel: KernelHandle, code: str) -> Any:
     return (await anyio.to_thread.run_sync(kernel.run, code)).raise_for_error()
 
@@ -100,10 +110,12 @@ async def test_approve_runs_the_call(server: dict, kernel: KernelHandle, mode: s
             assert pending["arguments"] == {"name": "sales", "cascade": True}
             assert pending["client"]  # the client's clientInfo name
             assert kernel.value("runs") == []  # nothing ran before the owner said yes
-            # The panel shows the request with its arguments and the two buttons.
-            shown = kernel.value(
+            # The panel (redrawn by its own thread) shows the request, its arguments and the two buttons.
+            shown = await wait_value(
+                kernel,
                 "[[getattr(c, 'value', None) or c.description for c in r.children]"
-                " for r in nbmcp.widgets.current_panel()._approvals.children]"
+                " for r in nbmcp.widgets.current_panel()._approvals.children]",
+                lambda rows: len(rows) == 1,
             )
             assert len(shown) == 1 and "drop_table" in shown[0][0] and "sales" in shown[0][0]
             assert shown[0][1:] == ["Approve", "Deny"]
