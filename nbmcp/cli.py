@@ -99,10 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import asyncio
     import logging
-
-    _skip_slow_imports()
-    from .kernel.tools import ServeOptions, main_serve
 
     # an application may configure logging: warnings to stderr (stdout is the MCP channel on stdio)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="nbmcp: %(levelname)s %(message)s")
@@ -115,24 +113,43 @@ def _serve(args: argparse.Namespace) -> int:
     root = (args.root or Path.cwd()).resolve()
     if not root.is_dir():
         raise ValueError(f"--root {root} is not a directory")
-    options = ServeOptions(
-        kernel_name=args.kernel_name,
-        root=root,
-        existing=args.existing,
-        server_url=args.server_url,
-        server_token=args.server_token,
-        notebook=args.notebook.resolve() if args.notebook else None,
-        record=not args.no_record,
-        timeout=args.timeout,
-        output_budget=args.output_budget,
-        image_max_px=args.image_max_px,
-        read_only=args.read_only,
-        shared=args.shared,
-        transport=args.transport,
-        host=args.host,
-        port=args.port,
-    )
-    return main_serve(options)
+    _skip_slow_imports()
+    asyncio.run(_serve_async(args, root))
+    return 0
+
+
+async def _serve_async(args: argparse.Namespace, root: Path) -> None:
+    from .kernel.session import KernelSession  # light: jupyter_client only
+
+    launched = None
+    if not args.server_url and args.existing is None and (args.transport == "stdio" or args.shared):
+        # start the kernel process first: it boots while the MCP SDK and friends are imported
+        launched = await KernelSession.launch(args.kernel_name, cwd=root)
+    try:
+        from .kernel.tools import ServeOptions, serve
+
+        options = ServeOptions(
+            kernel_name=args.kernel_name,
+            root=root,
+            existing=args.existing,
+            server_url=args.server_url,
+            server_token=args.server_token,
+            notebook=args.notebook.resolve() if args.notebook else None,
+            record=not args.no_record,
+            timeout=args.timeout,
+            output_budget=args.output_budget,
+            image_max_px=args.image_max_px,
+            read_only=args.read_only,
+            shared=args.shared,
+            transport=args.transport,
+            host=args.host,
+            port=args.port,
+        )
+    except BaseException:
+        if launched is not None:
+            await launched.shutdown()
+        raise
+    await serve(options, launched=launched)
 
 
 def _skip_slow_imports() -> None:

@@ -10,6 +10,7 @@ the hot path. Kernel death is checked only while waiting and only every ``_LIVEN
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import glob
 import json
@@ -20,8 +21,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-
-import nbformat.v4
 
 __all__ = [
     "ExecutionOutcome",
@@ -105,9 +104,11 @@ class _ZMQTransport:
             self._tasks.append(asyncio.create_task(self._read(name, channel, dispatch)))
 
     async def _read(self, name: str, channel: Any, dispatch: Dispatch) -> None:
+        # one await per message (``get_msg`` polls, then receives)
+        recv = getattr(channel, "_recv", None) or (lambda: channel.get_msg(timeout=None))
         while not self.closed:
             try:
-                msg = await channel.get_msg(timeout=None)
+                msg = await recv()
             except asyncio.CancelledError:
                 raise
             except Exception:  # socket closed, bad signature, ...
@@ -205,6 +206,44 @@ def _synthetic_status(state: str) -> dict[str, Any]:
     }
 
 
+class _Inbox:
+    """Messages for one request. Cheaper than ``asyncio.wait_for(queue.get(), t)`` on the hot path:
+    no task per message, just a future woken by the router or by a timer."""
+
+    __slots__ = ("items", "waiter")
+
+    def __init__(self) -> None:
+        self.items: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: tuple[str, dict[str, Any]]) -> None:
+        self.items.append(item)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self, timeout: float) -> tuple[str, dict[str, Any]]:
+        """The next message; ``asyncio.TimeoutError`` if none arrives within ``timeout`` seconds."""
+        if self.items:
+            return self.items.popleft()
+        loop = asyncio.get_running_loop()
+        waiter = self.waiter = loop.create_future()
+        timer = loop.call_later(max(timeout, 0.0), _wake, waiter)
+        try:
+            await waiter
+        finally:
+            self.waiter = None
+            timer.cancel()
+        if self.items:
+            return self.items.popleft()
+        raise asyncio.TimeoutError
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 # --------------------------------------------------------------------------------------------------
 # the session
 # --------------------------------------------------------------------------------------------------
@@ -227,7 +266,7 @@ class KernelSession:
         self.execution_state = "unknown"
         self._manager: Any = None
         self._transport: _ZMQTransport | _WebSocketTransport | None = None
-        self._waiters: dict[str, asyncio.Queue[tuple[str, dict[str, Any]]]] = {}
+        self._waiters: dict[str, _Inbox] = {}
         self._execute_lock = asyncio.Lock()
         self._subshell_id: str | None = None
         self._subshell_lock = asyncio.Lock()
@@ -252,6 +291,20 @@ class KernelSession:
         ready_timeout: float = _READY_TIMEOUT,
     ) -> KernelSession:
         """Start a new kernel; it is shut down by :meth:`shutdown`."""
+        self = await cls.launch(kernel_name, cwd=cwd, extra_arguments=extra_arguments)
+        await self.connect(ready_timeout)
+        return self
+
+    @classmethod
+    async def launch(
+        cls,
+        kernel_name: str = "python3",
+        *,
+        cwd: str | Path | None = None,
+        extra_arguments: list[str] | None = None,
+    ) -> KernelSession:
+        """Start the kernel process only; :meth:`connect` finishes. Lets the kernel boot while the caller
+        does other slow things (imports)."""
         from jupyter_client.manager import AsyncKernelManager
 
         self = cls("started")
@@ -272,14 +325,19 @@ class KernelSession:
         self.connection_file = km.connection_file
         process = getattr(getattr(km, "provisioner", None), "process", None)
         self._pid = getattr(process, "pid", None)
-        self._transport = _ZMQTransport(km.client(), heartbeat=False)
+        return self
+
+    async def connect(self, ready_timeout: float = _READY_TIMEOUT) -> None:
+        """Open the channels of a :meth:`launch`-ed kernel and wait until it answers."""
+        if self._transport is not None:
+            return
+        self._transport = _ZMQTransport(self._manager.client(), heartbeat=False)
         try:
             await self._transport.start(self._dispatch)
             await self._wait_ready(ready_timeout)
         except BaseException:
             await self.shutdown()
             raise
-        return self
 
     @classmethod
     async def attach(cls, connection_file: str | Path | None = None, *, ready_timeout: float = 10.0) -> KernelSession:
@@ -399,10 +457,10 @@ class KernelSession:
             msg["header"]["subshell_id"] = subshell_id
         return msg
 
-    def _send(self, channel: str, msg: dict[str, Any]) -> asyncio.Queue[tuple[str, dict[str, Any]]]:
+    def _send(self, channel: str, msg: dict[str, Any]) -> _Inbox:
         if self._transport is None or self._closed:
             raise KernelSessionError("the kernel session is closed")
-        queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        queue = _Inbox()
         self._waiters[msg["header"]["msg_id"]] = queue
         self._transport.send(channel, msg)
         return queue
@@ -419,7 +477,7 @@ class KernelSession:
                 if remaining <= 0:
                     raise TimeoutError(f"no {msg_type.replace('_request', '_reply')} within {timeout:g} s")
                 try:
-                    ch, reply = await asyncio.wait_for(queue.get(), remaining)
+                    ch, reply = await queue.get(remaining)
                 except asyncio.TimeoutError:
                     continue
                 if ch == channel:
@@ -450,7 +508,7 @@ class KernelSession:
                     if remaining <= 0:
                         break
                     try:
-                        channel, reply = await asyncio.wait_for(queue.get(), remaining)
+                        channel, reply = await queue.get(remaining)
                     except asyncio.TimeoutError:
                         break
                     if channel == "shell":
@@ -624,9 +682,7 @@ class KernelSession:
                     )
                     break
                 try:
-                    channel, reply = (
-                        queue.get_nowait() if not queue.empty() else await asyncio.wait_for(queue.get(), wait)
-                    )
+                    channel, reply = await queue.get(wait)
                 except asyncio.TimeoutError:
                     if not await self.is_alive():
                         self._mark_dead(outcome)
@@ -681,14 +737,14 @@ class KernelSession:
 
     async def _drain(self, msg_id: str) -> None:
         """Interrupt the cell ``msg_id`` and wait (bounded) until the kernel has replied to it."""
-        queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        queue = _Inbox()
         self._waiters[msg_id] = queue
         try:
             await self._interrupt_quietly()
             deadline = time.monotonic() + _INTERRUPT_GRACE
             while (remaining := deadline - time.monotonic()) > 0:
                 try:
-                    channel, msg = await asyncio.wait_for(queue.get(), min(remaining, _LIVENESS_INTERVAL))
+                    channel, msg = await queue.get(min(remaining, _LIVENESS_INTERVAL))
                 except asyncio.TimeoutError:
                     if not await self.is_alive():
                         return
@@ -833,7 +889,9 @@ class _OutputCollector:
             if last.get("name") == content.get("name"):
                 last["text"] += content.get("text", "")
                 return content.get("text", "")
-        output = nbformat.v4.output_from_msg(msg)
+        from nbformat.v4 import output_from_msg  # here: nbformat's import is slow, start-up matters
+
+        output = output_from_msg(msg)
         if msg_type == "error":
             self.outcome.error = {k: content.get(k) for k in ("ename", "evalue", "traceback")}
         display_id = (content.get("transient") or {}).get("display_id")

@@ -117,9 +117,12 @@ class KernelProvider:
         self._session_count = 0
 
     # -- creation
-    async def _create(self, suffix: str | None = None) -> KernelHandle:
+    async def _create(self, suffix: str | None = None, launched: KernelSession | None = None) -> KernelHandle:
         o = self.options
-        if o.server_url:
+        if launched is not None:
+            session = launched
+            await session.connect()
+        elif o.server_url:
             existing = o.existing if isinstance(o.existing, str) else None
             session = await KernelSession.remote(
                 o.server_url,
@@ -164,10 +167,11 @@ class KernelProvider:
             kernel_display_name=str(display),
         )
 
-    def start_shared(self) -> asyncio.Task[KernelHandle]:
-        """Start (or attach to) the shared kernel in the background; tools await it."""
+    def start_shared(self, launched: KernelSession | None = None) -> asyncio.Task[KernelHandle]:
+        """Start (or attach to) the shared kernel in the background; tools await it. ``launched``: a
+        kernel process already started with :meth:`KernelSession.launch`."""
         if self._shared is None or (self._shared.done() and self._shared.exception() is not None):
-            self._shared = asyncio.ensure_future(self._create())
+            self._shared = asyncio.ensure_future(self._create(launched=launched))
         return self._shared
 
     async def get(self, ctx: Context | None) -> KernelHandle:
@@ -893,10 +897,10 @@ def _install_signal_handlers(provider: KernelProvider) -> Callable[[], None]:
     return remove
 
 
-async def run_stdio(options: ServeOptions) -> None:
+async def run_stdio(options: ServeOptions, *, launched: KernelSession | None = None) -> None:
     """Serve over stdin/stdout until stdin closes or a signal arrives; then shut our kernels down."""
     provider = KernelProvider(options)
-    provider.start_shared()  # the kernel boots while the client connects
+    provider.start_shared(launched)  # the kernel boots while the client connects
     server = build_server(options, provider)
     remove = _install_signal_handlers(provider)
     try:
@@ -907,7 +911,12 @@ async def run_stdio(options: ServeOptions) -> None:
             await provider.close_all()
 
 
-async def run_http(options: ServeOptions, *, ready: Callable[[str, str], None] | None = None) -> None:
+async def run_http(
+    options: ServeOptions,
+    *,
+    ready: Callable[[str, str], None] | None = None,
+    launched: KernelSession | None = None,
+) -> None:
     """Serve streamable HTTP on ``options.host:options.port`` behind the bearer token and Host/Origin
     checks until a signal arrives; each client session gets its own kernel unless ``shared``."""
     import secrets
@@ -919,7 +928,9 @@ async def run_http(options: ServeOptions, *, ready: Callable[[str, str], None] |
     token = options.token or os.environ.get("NBMCP_TOKEN") or secrets.token_urlsafe(32)
     provider = KernelProvider(options)
     if not provider.per_session:
-        provider.start_shared()
+        provider.start_shared(launched)
+    elif launched is not None:
+        await launched.shutdown()
     server = build_server(options, provider)
     sock = bind_socket(options.host, options.port)
     host, port = sock.getsockname()[:2]
@@ -958,25 +969,30 @@ async def run_http(options: ServeOptions, *, ready: Callable[[str, str], None] |
             sock.close()
 
 
+async def serve(options: ServeOptions, *, launched: KernelSession | None = None) -> None:
+    """Run ``nbmcp serve`` until stdin closes (stdio) or a signal arrives; ``launched``: the shared kernel,
+    already started with :meth:`KernelSession.launch` (so it boots while the server is being set up)."""
+    if options.transport != "http":
+        await run_stdio(options, launched=launched)
+        return
+    from ..discovery import remove_connection_file, write_connection_file
+
+    written: list[Path] = []
+
+    def ready(url: str, token: str) -> None:
+        info = {"url": url, "token": token, "pid": os.getpid(), "kind": "serve", "kernel_id": None}
+        written.append(write_connection_file(f"serve-{os.getpid()}", info))
+        print(f"nbmcp serve: {url}", file=sys.stderr)
+        print(f"  bearer token: {token[:4]}… (full token in {written[-1]})", file=sys.stderr, flush=True)
+
+    try:
+        await run_http(options, ready=ready, launched=launched)
+    finally:
+        for path in written:
+            remove_connection_file(path)
+
+
 def main_serve(options: ServeOptions) -> int:
     """Run ``nbmcp serve`` to completion (blocking)."""
-    if options.transport == "http":
-
-        def ready(url: str, token: str) -> None:
-            from ..discovery import write_connection_file
-
-            info = {"url": url, "token": token, "pid": os.getpid(), "kind": "serve", "kernel_id": None}
-            path = write_connection_file(f"serve-{os.getpid()}", info)
-            main_serve.connection_file = path  # type: ignore[attr-defined]
-            print(f"nbmcp serve: {url}", file=sys.stderr)
-            print(f"  bearer token: {token[:4]}… (full token in {path})", file=sys.stderr, flush=True)
-
-        try:
-            asyncio.run(run_http(options, ready=ready))
-        finally:
-            from ..discovery import remove_connection_file
-
-            remove_connection_file(getattr(main_serve, "connection_file", None))
-    else:
-        asyncio.run(run_stdio(options))
+    asyncio.run(serve(options))
     return 0
