@@ -36,6 +36,7 @@ OutputCallback = Callable[[str, str], Awaitable[None] | None]
 _LIVENESS_INTERVAL = 0.25  # seconds between liveness checks while waiting for a busy kernel
 _INTERRUPT_GRACE = 5.0  # seconds to wait for the kernel to go idle after an interrupt
 _READY_TIMEOUT = 60.0
+_IDLE_GRACE = 2.0  # seconds of iopub silence after the reply before giving up on the 'idle' status
 
 
 class KernelSessionError(RuntimeError):
@@ -662,10 +663,13 @@ class KernelSession:
         queue = self._send("shell", msg)
         got_reply = got_idle = False
         interrupted_at: float | None = None
+        last_heard = started
         try:
             while not (got_reply and got_idle):
                 now = time.monotonic()
                 wait = _LIVENESS_INTERVAL
+                if got_reply and now - last_heard > _IDLE_GRACE:
+                    break  # replied, but no 'idle' on iopub (a kernel that never sends it): don't hang
                 if deadline is not None and interrupted_at is None:
                     if now >= deadline:
                         interrupted_at = now
@@ -688,6 +692,7 @@ class KernelSession:
                         self._mark_dead(outcome)
                         break
                     continue
+                last_heard = time.monotonic()
                 msg_type = reply["header"].get("msg_type")
                 if channel == "shell" and msg_type == "execute_reply":
                     got_reply = True
