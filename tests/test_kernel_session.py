@@ -183,3 +183,24 @@ def _alive(pid: int | None) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as f:
         return f.read().split(") ", 1)[-1][:1] != "Z"
+
+
+@pytest.mark.timeout(30)
+async def test_inspection_falls_back_without_subshells(ks: KernelSession) -> None:
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from nbmcp.kernel.tools import run_probe
+
+    await ks.execute("fallback_var = {'k': 1}")
+    features = ks.kernel_info.get("supported_features")
+    ks.kernel_info["supported_features"] = []  # a kernel without subshells (ipykernel < 7)
+    try:
+        idle = await run_probe(ks, "list_variables(50)")  # idle kernel: the main shell answers
+        assert "fallback_var" in {v["name"] for v in idle["variables"]}
+        busy = asyncio.create_task(ks.execute("import time; time.sleep(1.5)"))
+        await asyncio.sleep(0.3)
+        with pytest.raises(ToolError, match="busy running a cell and has no subshells"):
+            await run_probe(ks, "list_variables(50)")
+        await busy
+    finally:
+        ks.kernel_info["supported_features"] = features
