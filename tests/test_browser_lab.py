@@ -1,0 +1,97 @@
+"""In a real browser: JupyterLab (with the nbmcp extension) driven by Playwright and Debian's chromium runs the
+quickstart notebook's first cells in the page; then an SDK client outside the browser calls the tool that page's
+kernel defined, through the server extension's proxy URL."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp.types import TextContent
+
+from nbmcp.client import connect
+
+from .jupyter_helpers import JupyterProcess, jupyter_server, wait_for
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
+QUICKSTART = Path(__file__).parent.parent / "notebooks" / "01-quickstart.ipynb"
+SCREENSHOT = Path("/tmp/lab.png")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.timeout(240),
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="Debian's chromium is not installed (apt-get install chromium); "
+        "Playwright's own browser download is not available here",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterProcess]:
+    root = tmp_path_factory.mktemp("lab-root")
+    shutil.copy(QUICKSTART, root / QUICKSTART.name)
+    with jupyter_server(app="lab", base_url="/user/alice/", root=root) as server:
+        yield server
+
+
+def in_thread(fn: Any) -> Any:
+    """Run an async function on its own event loop thread (Playwright's sync API owns this thread's loop)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(anyio.run, fn).result(timeout=120)
+
+
+def test_a_tool_defined_in_the_page_is_called_from_outside(lab: JupyterProcess) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(60_000)
+            page.goto(f"{lab.url}lab/tree/{QUICKSTART.name}?token={lab.token}")
+            page.wait_for_selector(".jp-Notebook .jp-Cell")
+            # The kernel is up when the toolbar's kernel status says idle.
+            page.wait_for_selector(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']")
+            page.locator(".jp-Notebook .jp-Cell").first.click()
+            for _ in range(3):  # the title (markdown), `%load_ext nbmcp`, the tool and the frame
+                page.keyboard.press("Shift+Enter")
+            output = page.locator(".jp-Notebook .jp-Cell").nth(2).locator(".jp-OutputArea-output")
+            output.filter(has_text="west").first.wait_for()
+            banner = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea-output").first
+            assert "http://127.0.0.1:" in banner.inner_text()  # %load_ext printed how to connect
+            page.screenshot(path=str(SCREENSHOT), full_page=False)
+        finally:
+            browser.close()
+
+    sessions = lab.api("GET", "api/sessions").json()
+    kernel_id = next(s["kernel"]["id"] for s in sessions if s["path"] == QUICKSTART.name)
+    wait_for(lambda: list(lab.runtime.glob(f"nbmcp-{kernel_id}.json")), what="the page kernel's nbmcp server")
+
+    async def call_from_outside() -> tuple[Any, Any]:
+        async with connect(f"{lab.url}nbmcp/kernels/{kernel_id}/mcp", lab.token) as client:
+            result = await client.call_tool("top_regions", {"n": 1})
+        async with connect(f"{lab.url}nbmcp/mcp", lab.token) as client:
+            listing = await client.call_tool("list_notebooks", {})
+        return result, listing
+
+    result, listing = in_thread(call_from_outside)
+    text = "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+    assert not result.is_error and "west" in text and "east" not in text
+    entry = next(e for e in listing.structured_content["kernels"] if e["kernel_id"] == kernel_id)
+    assert entry["notebooks"] == [QUICKSTART.name] and entry["nbmcp_loaded"]
+    assert SCREENSHOT.stat().st_size > 10_000
