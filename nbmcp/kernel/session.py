@@ -15,6 +15,7 @@ import contextlib
 import glob
 import json
 import os
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -66,6 +67,31 @@ class ExecutionOutcome:
     message: str | None = None
     error: dict[str, Any] | None = None
     user_expressions: dict[str, Any] = field(default_factory=dict)
+
+
+_warming: Any = None  # the thread importing nbformat
+
+
+def _warm_imports() -> None:
+    """Import nbformat on a thread while the kernel boots: its import (jsonschema) takes from 0.2 s to
+    over a second, and would otherwise stall the event loop at the first output."""
+    global _warming
+    if _warming is not None or "nbformat.v4" in sys.modules:
+        return
+    import threading
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            import nbformat.v4  # noqa: F401
+
+    _warming = threading.Thread(target=load, name="nbmcp-warm-imports", daemon=True)
+    _warming.start()
+
+
+async def _imports_ready() -> None:
+    """Wait (off the event loop) for :func:`_warm_imports`, so no execution stalls on it later."""
+    if _warming is not None and _warming.is_alive():
+        await asyncio.to_thread(_warming.join)
 
 
 def newest_connection_file(runtime_dir: str | None = None) -> str:
@@ -308,6 +334,7 @@ class KernelSession:
         does other slow things (imports)."""
         from jupyter_client.manager import AsyncKernelManager
 
+        _warm_imports()
         self = cls("started")
         self.kernel_name = kernel_name
         km = AsyncKernelManager(kernel_name=kernel_name)
@@ -315,8 +342,10 @@ class KernelSession:
             km.transport_encryption = "auto"
         args = list(extra_arguments or [])
         if _is_ipykernel(km):
-            # no Out[] cache: results are not kept alive in the kernel, no `_1` variables appear
-            args.append("--InteractiveShell.cache_size=0")
+            # no Out[] cache: results are not kept alive in the kernel, no `_1` variables appear;
+            # history in memory: the shared ~/.ipython history.sqlite is not locked by (or filled with)
+            # the assistant's cells -- its lock made a fresh kernel's first cell wait ~1 s here
+            args += ["--InteractiveShell.cache_size=0", "--HistoryManager.hist_file=:memory:"]
         try:
             await km.start_kernel(extra_arguments=args, cwd=str(cwd or os.getcwd()))
         except Exception as exc:
@@ -336,6 +365,7 @@ class KernelSession:
         try:
             await self._transport.start(self._dispatch)
             await self._wait_ready(ready_timeout)
+            await _imports_ready()
         except BaseException:
             await self.shutdown()
             raise
@@ -346,6 +376,7 @@ class KernelSession:
         from jupyter_client.asynchronous import AsyncKernelClient
         from jupyter_client.connect import find_connection_file
 
+        _warm_imports()
         self = cls("attached")
         if connection_file is None:
             path = newest_connection_file()
@@ -371,6 +402,7 @@ class KernelSession:
             await self._transport.close()
             raise
         await self._learn_pid()
+        await _imports_ready()
         return self
 
     @classmethod
@@ -391,6 +423,7 @@ class KernelSession:
         """
         import httpx
 
+        _warm_imports()
         self = cls("remote")
         base = server_url.rstrip("/") + "/"
         self.server_url = base
@@ -415,6 +448,7 @@ class KernelSession:
             self._transport = _WebSocketTransport(f"{ws_base}api/kernels/{self.kernel_id}/channels", headers)
             await self._transport.start(self._dispatch)
             await self._wait_ready(ready_timeout)
+            await _imports_ready()
         except BaseException:
             await self.shutdown()
             raise
