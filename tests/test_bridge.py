@@ -1,0 +1,92 @@
+"""`nbmcp bridge`: a stdio-only client reaches a `%load_ext nbmcp` kernel through its connection file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp.types import TextContent
+
+from .conftest import KernelHandle
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
+
+
+@pytest.fixture(scope="module")
+def in_kernel(kernel: KernelHandle) -> dict:
+    kernel.run(
+        """
+%load_ext nbmcp
+import nbmcp, pandas as pd
+orders = pd.DataFrame({"id": range(30), "total": [i * 2 for i in range(30)]})
+nbmcp.expose(orders, "orders")
+
+@nbmcp.tool
+def double(x: int) -> int:
+    return 2 * x
+"""
+    ).raise_for_error()
+    return {"kernel_id": kernel.kernel_id}
+
+
+def bridge(kernel_id: str) -> Client:
+    params = StdioServerParameters(command=sys.executable, args=["-m", "nbmcp.cli", "bridge", "--kernel-id", kernel_id])
+    return Client(params, mode="legacy")
+
+
+def text_of(result) -> str:
+    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+
+
+async def test_tools_and_resources_through_the_bridge(in_kernel: dict) -> None:
+    async with bridge(in_kernel["kernel_id"][:8]) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert {"double", "read_rows", "list_objects"} <= names
+        assert text_of(await client.call_tool("double", {"x": 21})) == "42"
+        page = (await client.read_resource("nbmcp://objects/orders/rows/28/5")).contents[0]
+        assert [r["id"] for r in json.loads(page.text)["rows"]] == [28, 29]
+        bad = await client.call_tool("double", {"x": "two"})
+        assert bad.is_error and "x" in text_of(bad)
+
+
+async def test_list_changed_is_forwarded(in_kernel: dict, kernel: KernelHandle) -> None:
+    changed = anyio.Event()
+
+    async def on_message(message) -> None:
+        if getattr(message, "method", None) == "notifications/tools/list_changed":
+            changed.set()
+
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "nbmcp.cli", "bridge", "--kernel-id", in_kernel["kernel_id"]]
+    )
+    async with Client(params, mode="legacy", message_handler=on_message) as client:
+        await client.list_tools()
+        kernel.run("@nbmcp.tool\ndef triple(x: int) -> int:\n    return 3 * x").raise_for_error()
+        with anyio.fail_after(15):
+            await changed.wait()
+        assert "triple" in {t.name for t in (await client.list_tools()).tools}
+
+
+def test_list_shows_the_server_without_its_token(in_kernel: dict, kernel: KernelHandle) -> None:
+    token = kernel.value("nbmcp.info().token")
+    listed = subprocess.run(
+        [sys.executable, "-m", "nbmcp.cli", "list", "--json"], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert in_kernel["kernel_id"] in listed and token not in listed
+
+
+def test_unknown_kernel_id_names_the_running_ones(in_kernel: dict) -> None:
+    failed = subprocess.run(
+        [sys.executable, "-m", "nbmcp.cli", "bridge", "--kernel-id", "no-such-kernel"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert failed.returncode != 0
+    assert "no-such-kernel" in failed.stderr and in_kernel["kernel_id"] in failed.stderr
