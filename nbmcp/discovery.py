@@ -56,14 +56,19 @@ def remove_connection_file(path: str | Path | None) -> None:
             os.unlink(path)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, exited but not yet reaped, counts as dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().split(") ", 1)[-1][:1] != "Z"
+    except OSError:
+        return True
 
 
 def list_servers(*, include_stale: bool = False) -> list[dict[str, Any]]:
@@ -80,7 +85,7 @@ def list_servers(*, include_stale: bool = False) -> list[dict[str, Any]]:
         except (OSError, ValueError):
             continue
         pid = info.get("pid")
-        if not include_stale and isinstance(pid, int) and not _pid_alive(pid):
+        if not include_stale and isinstance(pid, int) and not pid_alive(pid):
             remove_connection_file(path)
             continue
         info["connection_file"] = str(path)

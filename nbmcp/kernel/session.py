@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..discovery import pid_alive
+
 __all__ = [
     "ExecutionOutcome",
     "KernelDeadError",
@@ -571,7 +573,7 @@ class KernelSession:
         if self._died:
             return False
         if self._pid is not None:
-            return _pid_alive(self._pid)
+            return pid_alive(self._pid)
         assert self._transport is not None
         return self._transport.heartbeat_ok()
 
@@ -594,7 +596,7 @@ class KernelSession:
             host = values["host"]["data"]["text/plain"].strip("'\"")
             import socket
 
-            if host == socket.gethostname() and _pid_alive(pid):
+            if host == socket.gethostname() and pid_alive(pid):
                 self._pid = pid
         except Exception:
             self._pid = None
@@ -947,17 +949,3 @@ def _is_ipykernel(km: Any) -> bool:
         return False
     argv = " ".join(getattr(spec, "argv", []) or [])
     return getattr(spec, "language", "").lower() == "python" and "ipykernel" in argv
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped by its parent) is dead for us
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return f.read().split(") ", 1)[-1][:1] != "Z"
-    except OSError:
-        return True
