@@ -78,6 +78,24 @@ def _comm_open(widget: w.Widget) -> bool:
     return comm is not None and not getattr(comm, "_closed", False)
 
 
+def _keep_frontend_routing(widget: w.Widget) -> w.Widget:
+    """Let the frontend's messages to ``widget`` run where the frontend sends them.
+
+    JupyterLab 4.6+ sends widget comm messages on a kernel subshell, so a click is handled while a cell runs.
+    ipykernel 7 re-routes a comm's incoming messages to the subshell that last sent on the comm -- the main
+    shell for widgets created in a cell -- which would queue a click behind the running cell. The panel's
+    handlers are thread-safe, so its controls keep the frontend's choice (main shell when no subshell is used).
+    """
+    comm = getattr(widget, "comm", None)
+    if comm is not None and hasattr(comm, "_reply_subshell_for"):
+        comm._reply_subshell_for = _as_sent
+    return widget
+
+
+def _as_sent(data: Any, default: Any) -> Any:
+    return default
+
+
 def _set_future(future: asyncio.Future[bool], value: bool) -> None:
     if not future.done():
         future.set_result(value)
@@ -371,7 +389,7 @@ class Panel(w.VBox):
         self._toggles: dict[tuple[str, str], w.Checkbox] = {}
 
         self._header = self._own(w.HTML())
-        self._mode = self._own(
+        self._mode = self._own_control(
             w.ToggleButtons(
                 options=list(MODES),
                 description="Mode",
@@ -380,10 +398,10 @@ class Panel(w.VBox):
                     "your tools and the built-in read tools",
                     "adds `execute`: the assistant may run code in this kernel",
                 ],
-                style={"button_width": "80px"},
+                style={"button_width": "90px"},
             )
         )
-        self._policy = self._own(
+        self._policy = self._own_control(
             w.ToggleButtons(
                 options=list(POLICIES),
                 description="Approvals",
@@ -391,7 +409,7 @@ class Panel(w.VBox):
                 style={"button_width": "56px"},
             )
         )
-        self._timeout = self._own(
+        self._timeout = self._own_control(
             w.BoundedFloatText(
                 min=1,
                 max=86_400,
@@ -429,6 +447,9 @@ class Panel(w.VBox):
         self._timeout.observe(self._on_timeout, "value")
         self._controller.add_panel(self)
         self._draw(self._controller.snapshot())
+
+    def _own_control(self, widget: Any) -> Any:
+        return self._own(_keep_frontend_routing(widget))
 
     def _own(self, widget: Any) -> Any:
         self._owned.append(widget)
@@ -642,6 +663,8 @@ class Panel(w.VBox):
         text = w.HTML(layout=w.Layout(flex="1 1 auto"))
         approve = w.Button(description="Approve", button_style="success", icon="check", tooltip="run this call")
         deny = w.Button(description="Deny", button_style="danger", icon="times", tooltip="refuse this call")
+        _keep_frontend_routing(approve)
+        _keep_frontend_routing(deny)
         approve.add_class("nbmcp-approve")
         deny.add_class("nbmcp-deny")
         approve.on_click(lambda _: self._on_decision(request.id, True))
@@ -698,7 +721,7 @@ class Panel(w.VBox):
         for key, label, value, disabled in rows:
             toggle = self._toggles.get(key)
             if toggle is None:
-                toggle = w.Checkbox(indent=False, layout=w.Layout(width="auto"))
+                toggle = _keep_frontend_routing(w.Checkbox(indent=False, layout=w.Layout(width="auto")))
                 toggle.add_class("nbmcp-toggle")
                 kind, name = key
                 if kind != "builtin":

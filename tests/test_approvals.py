@@ -259,3 +259,38 @@ async def test_closing_the_panel_denies_waiting_calls_and_later_ones(server: dic
         assert time.perf_counter() - started < 2
         assert result.is_error and "no approval panel" in text_of(result) and "%mcp panel" in text_of(result)
     assert kernel.value("runs") == []
+
+
+async def test_a_click_on_a_subshell_is_handled_while_a_cell_runs(server: dict, kernel: KernelHandle) -> None:
+    """JupyterLab 4.6+ sends widget messages on a kernel subshell: the owner can approve during a long cell."""
+    open_panel(kernel)
+    kernel.run("runs.clear()").raise_for_error()
+    kernel.kc.control_channel.send(kernel.kc.session.msg("create_subshell_request", {}))
+    subshell = kernel.kc.get_control_msg(timeout=10)["content"]["subshell_id"]
+    async with connect(server["url"], server["token"]) as client, anyio.create_task_group() as tg:
+        results: list[Any] = []
+
+        async def call() -> None:
+            results.append(await client.call_tool("drop_table", {"name": "while_busy"}))
+            results.append(time.perf_counter())
+
+        tg.start_soon(call)
+        (pending,) = await wait_pending(kernel)
+        button = await wait_value(
+            kernel,
+            f"[r.children[1].model_id for i, r in nbmcp.widgets.current_panel()._approval_rows.items()"
+            f" if i == {pending['id']!r}]",
+            lambda ids: len(ids) == 1,
+        )
+        cell = kernel.start_cell("import time; time.sleep(8)")
+        message = kernel.kc.session.msg(
+            "comm_msg", {"comm_id": button[0], "data": {"method": "custom", "content": {"event": "click"}}}
+        )
+        message["header"]["subshell_id"] = subshell
+        clicked = time.perf_counter()
+        kernel.kc.shell_channel.send(message)
+    result, answered = results
+    assert text_of(result) == "dropped while_busy"
+    assert answered - clicked < 4, f"the click waited for the cell ({answered - clicked:.1f} s)"
+    await anyio.to_thread.run_sync(kernel.wait_idle, cell)
+    assert kernel.value("runs") == ["while_busy"]
