@@ -92,6 +92,17 @@ def _keep_frontend_routing(widget: w.Widget) -> w.Widget:
     return widget
 
 
+def _close_tree(widget: w.Widget) -> None:
+    """Close a widget, its children, and its layout and style models (each has a comm of its own)."""
+    with contextlib.suppress(Exception):
+        for child in getattr(widget, "children", ()):
+            _close_tree(child)
+        for extra in (getattr(widget, "layout", None), getattr(widget, "style", None)):
+            if isinstance(extra, w.Widget):
+                extra.close()
+        widget.close()
+
+
 def _as_sent(data: Any, default: Any) -> Any:
     return default
 
@@ -512,12 +523,11 @@ class Panel(w.VBox):
     def close(self) -> None:
         """Close the panel and everything in it. With no panel open, approvals are denied at once."""
         with self._lock:
-            for widget in [*self._owned, *self._approval_rows.values(), *self._toggles.values()]:
-                with contextlib.suppress(Exception):
-                    if isinstance(widget, w.Box):
-                        for child in widget.children:
-                            child.close()
-                    widget.close()
+            for widget in [*self._approval_rows.values(), *self._toggles.values(), *self._owned]:
+                _close_tree(widget)
+            for extra in (self.layout, getattr(self, "style", None)):
+                if extra is not None:
+                    extra.close()
             self._approval_rows.clear()
             self._toggles.clear()
             super().close()
@@ -634,10 +644,7 @@ class Panel(w.VBox):
         wanted = {p.id: p for p in pending}
         for request_id in list(self._approval_rows):
             if request_id not in wanted:
-                row = self._approval_rows.pop(request_id)
-                for child in row.children:
-                    child.close()
-                row.close()
+                _close_tree(self._approval_rows.pop(request_id))
         for request_id, request in wanted.items():
             row = self._approval_rows.get(request_id)
             if row is None:
@@ -732,7 +739,12 @@ class Panel(w.VBox):
         if not children:
             children = [self._empty_label(box, empty)]
         if box.children != tuple(children):
+            empty_label = self._toggles.get(("empty", str(id(box))))
+            gone = [c for c in box.children if c not in children and c is not empty_label]
             box.children = tuple(children)
+            for toggle in gone:  # a tool or resource that no longer exists
+                self._toggles = {k: t for k, t in self._toggles.items() if t is not toggle}
+                _close_tree(toggle)
 
     def _empty_label(self, box: w.VBox, text: str) -> w.HTML:
         key = ("empty", str(id(box)))

@@ -263,3 +263,24 @@ async def test_outside_a_kernel_the_panel_reports_problems_and_denies_approvals(
     assert approver is not None
     with pytest.raises(ApprovalDenied, match="no Jupyter frontend"):
         await approver("fit", {}, "client")
+
+
+def test_closing_the_panel_closes_every_widget_model_it_made(server: dict, kernel: KernelHandle) -> None:
+    """No comm leaks: the panel's widgets, their layouts and styles all close with it."""
+    kernel.run("import ipywidgets; _before = set(ipywidgets.Widget.widgets)").raise_for_error()
+    code = "_extra = nbmcp.widgets.Panel()\n_extra_ids = set(ipywidgets.Widget.widgets) - _before"
+    kernel.run(code).raise_for_error()
+    assert kernel.value("len(_extra_ids)") > 20
+    kernel.run("_extra.close()").raise_for_error()
+    assert kernel.value("sorted(_extra_ids & set(ipywidgets.Widget.widgets))") == []
+    assert kernel.value("_panel.is_open")  # the other panel is untouched
+
+
+async def test_a_removed_tool_leaves_the_panel(server: dict, kernel: KernelHandle) -> None:
+    kernel.run("@nbmcp.tool\ndef short_lived() -> str:\n    return 'x'\n").raise_for_error()
+    toggles = "sorted(' '.join(k) for k in _panel._toggles if k[0] == 'tools')"
+    await eventually(kernel, toggles, lambda v: "tools short_lived" in v)
+    kernel.run("_gone = _panel._toggles[('tools', 'short_lived')]").raise_for_error()
+    kernel.run("nbmcp.registry.default_registry.remove_tool('short_lived')").raise_for_error()
+    await eventually(kernel, toggles, lambda v: "tools short_lived" not in v)
+    assert kernel.value("_gone.comm is None")  # its widget model was closed, not leaked
