@@ -36,7 +36,7 @@ def server_threads(kernel: KernelHandle) -> list[str]:
 def test_unload_frees_everything_and_load_again_works(kernel: KernelHandle) -> None:
     kernel.run("%load_ext nbmcp\nimport nbmcp").raise_for_error()
     first = info(kernel)
-    assert server_threads(kernel) == ["nbmcp-http"]
+    assert sorted(server_threads(kernel)) == ["nbmcp-audit", "nbmcp-http"]
     assert os.path.exists(first["file"])
 
     out = kernel.run("%unload_ext nbmcp").raise_for_error()
