@@ -70,6 +70,8 @@ class NbMCPServerExtension(ExtensionApp):
 
         serverapp = self.serverapp
         assert serverapp is not None
+        if self._serving is not None:  # already started
+            return
         self.kernels = JupyterKernels(serverapp.kernel_manager, serverapp.session_manager, base_url=serverapp.base_url)
         self.mcp_server = build_server(
             self.kernels,

@@ -109,9 +109,13 @@ class ForwardingHandler(APIHandler):
             response = await client.send(request, stream=True)
         except httpx.TransportError as exc:
             reason = str(exc) or type(exc).__name__
-            self._fail(502, f"{what} at {url} is not answering ({reason}). {self.dead_hint()}".strip())
+            message = await self.failed(f"{what} at {url} is not answering ({reason}). {self.dead_hint()}".strip())
+            self._fail(502, message)
             return
         content_type = response.headers.get("content-type", "application/json")
+        # Tornado leaves Nagle on while a response is written; streamed chunks must not wait for ACKs.
+        with contextlib.suppress(AttributeError):
+            self.request.connection.stream.set_nodelay(True)  # type: ignore[union-attr]
         try:
             self.set_status(response.status_code)
             self.clear_header("Content-Type")
@@ -131,12 +135,29 @@ class ForwardingHandler(APIHandler):
                 self.finish(set_content_type=content_type)
 
     async def _stream(self, response: httpx.Response) -> None:
+        """Copy the upstream body, flushing each chunk as it arrives -- but what has already arrived goes out
+        in one write (with the end of the response when that came too): every write costs the client a
+        wake-up, which dominates a proxied call on a busy machine."""
+        chunks = response.aiter_raw()
+        pending: asyncio.Future[bytes] = asyncio.ensure_future(anext(chunks))
         try:
-            async for chunk in response.aiter_raw():
+            while True:
+                try:
+                    chunk = await pending
+                except StopAsyncIteration:
+                    return
                 self.write(chunk)
-                await self.flush()
+                pending = asyncio.ensure_future(anext(chunks))
+                await asyncio.sleep(0)  # lets the next read finish if its bytes are already here
+                if not pending.done():
+                    await self.flush()
         except httpx.TransportError:  # the upstream went away mid-stream: end ours too
             return
+        finally:
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
 
     def on_connection_close(self) -> None:
         # The client went away: stop reading the upstream (closing it tells the SDK app the stream ended).
@@ -145,6 +166,10 @@ class ForwardingHandler(APIHandler):
 
     def dead_hint(self) -> str:
         return ""
+
+    async def failed(self, message: str) -> str:
+        """The message of a failed forward, with any detail worth the extra lookups."""
+        return message
 
 
 class ServerMCPHandler(ForwardingHandler):
@@ -164,12 +189,14 @@ class KernelMCPHandler(ForwardingHandler):
     """``{base_url}nbmcp/kernels/{kernel_id}/mcp``: the in-kernel server of that kernel (``%load_ext nbmcp``)."""
 
     async def upstream(self, kernel_id: str) -> tuple[str, str, str]:  # type: ignore[override]
-        from ..discovery import list_servers
+        from ..discovery import connection_file_path
 
         kernels = self.nbmcp.kernels
-        entries = await kernels.notebooks()
-        entry = next((e for e in entries if e["kernel_id"] == kernel_id), None)
-        if entry is None:
+        if kernels is None:
+            raise UpstreamError(503, "the nbmcp Jupyter Server extension is starting or stopped; retry shortly")
+        # The hot path is two lookups: the kernel in the server's manager, its nbmcp connection file.
+        if kernel_id not in kernels.kernel_manager:
+            entries = await kernels.notebooks()
             listing = [{"kernel_id": e["kernel_id"], "notebooks": e["notebooks"]} for e in entries]
             shown = "; ".join(f"{e['kernel_id']} ({', '.join(e['notebooks']) or 'no notebook'})" for e in entries)
             raise UpstreamError(
@@ -177,20 +204,31 @@ class KernelMCPHandler(ForwardingHandler):
                 f"no kernel {kernel_id!r} on this Jupyter Server; running kernels: {shown or 'none'}",
                 kernels=listing,
             )
-        self._notebooks = entry["notebooks"]
-        found = [s for s in list_servers() if str(s.get("kernel_id")) == kernel_id]
-        where = ", ".join(entry["notebooks"]) or f"kernel {kernel_id}"
-        if not found:
+        try:
+            server = json.loads(connection_file_path(kernel_id).read_text())
+        except (OSError, ValueError):
+            server = None
+        if not server:
+            where = await self._where(kernel_id)
             raise UpstreamError(
                 404,
                 f"kernel {kernel_id} ({where}) has no nbmcp server: run `%load_ext nbmcp` in that notebook first",
                 kernel_id=kernel_id,
-                notebooks=entry["notebooks"],
             )
-        server = found[0]
         if not server.get("url") or not server.get("token"):
             raise UpstreamError(502, f"the nbmcp connection file of kernel {kernel_id} is incomplete")
-        return server["url"], server["token"], f"the nbmcp server of kernel {kernel_id} ({where})"
+        self._kernel_id = kernel_id
+        return server["url"], server["token"], f"the nbmcp server of kernel {kernel_id}"
+
+    async def _where(self, kernel_id: str) -> str:
+        entries = await self.nbmcp.kernels.notebooks()
+        paths = next((e["notebooks"] for e in entries if e["kernel_id"] == kernel_id), [])
+        return ", ".join(paths) or f"kernel {kernel_id}"
+
+    async def failed(self, message: str) -> str:
+        return message.replace(
+            f"kernel {self._kernel_id}", f"kernel {self._kernel_id} ({await self._where(self._kernel_id)})", 1
+        )
 
     def dead_hint(self) -> str:
         return "Its in-kernel server has stopped: run `%mcp start` (or `%load_ext nbmcp` again) in the notebook."
