@@ -24,8 +24,8 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from nbmcp.client import connect  # noqa: E402
-from tests.jupyter_helpers import jupyter_server, wait_for  # noqa: E402
+from nbmcp.client import connect
+from tests.jupyter_helpers import jupyter_server, wait_for
 
 MODE = "legacy"  # one protocol era for every figure, so the floors compare like with like
 
