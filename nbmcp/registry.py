@@ -207,12 +207,22 @@ class Registry:
         self.emit(RegistryEvent("tools", name))
 
     def set_tool_enabled(self, name: str, enabled: bool) -> None:
+        self._set_enabled("tools", name, enabled)
+
+    def set_object_enabled(self, name: str, enabled: bool) -> None:
+        self._set_enabled("objects", name, enabled)
+
+    def set_resource_enabled(self, uri: str, enabled: bool) -> None:
+        self._set_enabled("resources", uri, enabled)
+
+    def _set_enabled(self, kind: Literal["tools", "objects", "resources"], key: str, enabled: bool) -> None:
+        """Serve or hide an entry without forgetting it (the panel's toggles)."""
         with self._lock:
-            spec = self.tools[name]
-            if spec.enabled == enabled:
+            item = getattr(self, kind)[key]
+            if item.enabled == enabled:
                 return
-            spec.enabled = enabled
-        self.emit(RegistryEvent("tools", name))
+            item.enabled = enabled
+        self.emit(RegistryEvent(kind, key))
 
     # -- prompts -------------------------------------------------------------------------------
 

@@ -73,6 +73,8 @@ MAX_REPR = 4_000
 BUILTIN_READ_TOOLS = ("list_objects", "describe_object", "read_rows")
 
 current_client: contextvars.ContextVar[str] = contextvars.ContextVar("nbmcp_client", default="unknown")
+# Filled by the call pipeline, read by the middleware that records the call: how it ended, beyond isError.
+_call_notes: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("nbmcp_call_notes", default=None)
 
 
 class ApprovalDenied(Exception):
@@ -407,6 +409,9 @@ class NbMCPServer:
                 await self._approve(spec.name, user_kwargs)
             value, printed, displays = await self._invoke(spec, kwargs)
         except ApprovalDenied as exc:
+            notes = _call_notes.get()
+            if notes is not None:
+                notes["denied"] = True
             return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
         except TimeoutError:
             return CallToolResult(
@@ -890,22 +895,22 @@ class NbMCPServer:
             arguments_size=len(encoded),
         )
         started = time.perf_counter()
+        notes: dict[str, Any] = {}
+        token = _call_notes.set(notes)
         try:
             result = await call_next(ctx)
         except BaseException as exc:
             record.outcome, record.error = "error", f"{type(exc).__name__}: {exc}"[:200]
             raise
         else:
-            if isinstance(result, dict) and result.get("isError"):  # the SDK hands middleware a dict
-                text = next((c.get("text", "") for c in result.get("content") or [] if c.get("type") == "text"), "")
-                record.outcome = "denied" if "declined" in text or "approval" in text else "error"
-                record.error = text[:200]
-            elif isinstance(result, CallToolResult) and result.is_error:
-                text = next((c.text for c in result.content if isinstance(c, TextContent)), "")
-                record.outcome = "denied" if "declined" in text or "approval" in text else "error"
-                record.error = text[:200]
+            # The SDK hands middleware the result as a wire dict.
+            failed = result.get("isError") if isinstance(result, dict) else getattr(result, "is_error", False)
+            if failed:
+                record.outcome = "denied" if notes.get("denied") else "error"
+                record.error = _first_text(result)[:200]
             return result
         finally:
+            _call_notes.reset(token)
             record.duration_ms = (time.perf_counter() - started) * 1000
             self.calls.append(record)
             for listener in list(self.call_listeners):
@@ -1007,6 +1012,14 @@ def _frame_markdown(info: dict[str, Any]) -> str:
 
 def _table_result(markdown: str, info: dict[str, Any]) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=markdown)], structured_content=info)
+
+
+def _first_text(result: Any) -> str:
+    """The first text block of a tool result, as a wire dict or a CallToolResult."""
+    if isinstance(result, dict):
+        blocks = result.get("content") or []
+        return next((b.get("text", "") for b in blocks if b.get("type") == "text"), "")
+    return next((c.text for c in getattr(result, "content", []) if isinstance(c, TextContent)), "")
 
 
 def _builtin_doc(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:

@@ -330,16 +330,11 @@ class _Controller:
 
     def set_resource_enabled(self, kind: str, key: str, enabled: bool) -> None:
         """Enable or disable an exposed object (``kind="objects"``) or a user resource (``"resources"``)."""
-        from .registry import RegistryEvent
-
         registry = self._require().registry
-        with registry._lock:
-            table = registry.objects if kind == "objects" else registry.resources
-            item = table[key]
-            if item.enabled == enabled:
-                return
-            item.enabled = enabled
-        registry.emit(RegistryEvent(kind, key))  # type: ignore[arg-type]
+        if kind == "objects":
+            registry.set_object_enabled(key, enabled)
+        else:
+            registry.set_resource_enabled(key, enabled)
 
     def _require(self) -> Any:
         mcp = self.mcp_server

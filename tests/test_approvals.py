@@ -93,6 +93,15 @@ async def test_without_a_panel_the_call_is_denied_at_once(server: dict, kernel: 
     assert kernel.value("nbmcp.http.current_server().mcp_server.calls[-1].outcome") == "denied"
 
 
+async def test_a_tool_error_that_mentions_approval_is_an_error_not_a_denial(server: dict, kernel: KernelHandle) -> None:
+    kernel.run(
+        "@nbmcp.tool\ndef strict() -> str:\n    raise PermissionError('approval declined by the bank')"
+    ).raise_for_error()
+    async with connect(server["url"], server["token"]) as client:
+        assert (await client.call_tool("strict", {})).is_error
+    assert kernel.value("nbmcp.http.current_server().mcp_server.calls[-1].outcome") == "error"
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_approve_runs_the_call(server: dict, kernel: KernelHandle, mode: str) -> None:
     open_panel(kernel)
