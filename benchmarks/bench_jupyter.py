@@ -110,9 +110,9 @@ async def bench(url: str, token: str, kernel_id: str, connection_file: str, runt
     ):
         await timed(lambda: direct.call_tool("ping", {}), 5)
         await timed(lambda: proxied.call_tool("ping", {}), 5)
-        for _ in range(5):  # interleaved rounds, so drift hits both alike
-            direct_ms += await timed(lambda: direct.call_tool("ping", {}), n // 5)
-            proxy_ms += await timed(lambda: proxied.call_tool("ping", {}), n // 5)
+        for _ in range(n):  # alternate call by call, so the shared machine's drift hits both alike
+            direct_ms += await timed(lambda: direct.call_tool("ping", {}), 1)
+            proxy_ms += await timed(lambda: proxied.call_tool("ping", {}), 1)
 
     results["execute_via_extension_ms"] = median(ext)
     results["raw_jupyter_client_execute_ms"] = median(raw)

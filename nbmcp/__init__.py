@@ -204,6 +204,13 @@ def unload_ipython_extension(ipython: Any) -> None:
     unload(ipython)
 
 
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """The Jupyter Server extension lives in nbmcp.jupyter (imported only by a Jupyter Server)."""
+    from .jupyter import _jupyter_server_extension_points as points
+
+    return points()
+
+
 def __getattr__(name: str) -> Any:
     if name == "Context":
         from mcp.server.mcpserver import Context

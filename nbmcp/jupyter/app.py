@@ -11,6 +11,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int
 
 from .. import __version__
+from .upstream import UpstreamPool
 
 __all__ = ["NbMCPServerExtension"]
 
@@ -37,7 +38,7 @@ class NbMCPServerExtension(ExtensionApp):
     def initialize_settings(self) -> None:
         self.kernels: Any = None
         self.mcp_server: Any = None
-        self.http_client: Any = None
+        self.upstreams: UpstreamPool | None = None
         self._uvicorn: Any = None
         self._serving: asyncio.Future[Any] | None = None
         self._sock: Any = None
@@ -62,7 +63,6 @@ class NbMCPServerExtension(ExtensionApp):
 
     async def start_mcp(self) -> None:
         """Serve the MCP app on this server's event loop (its managers are not thread-safe)."""
-        import httpx
         import uvicorn
 
         from ..http import SecurityMiddleware, bind_socket, loopback_names
@@ -80,9 +80,7 @@ class NbMCPServerExtension(ExtensionApp):
             timeout=self.execute_timeout,
             output_budget=self.output_budget or None,
         )
-        self.http_client = httpx.AsyncClient(
-            timeout=httpx.Timeout(None, connect=5.0), limits=httpx.Limits(max_connections=None), trust_env=False
-        )
+        self.upstreams = UpstreamPool()
         self._sock = bind_socket("127.0.0.1", 0)
         port = self._sock.getsockname()[1]
         hosts, _ = loopback_names("127.0.0.1", port)
@@ -126,9 +124,8 @@ class NbMCPServerExtension(ExtensionApp):
         self._url = self._token = None
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
-        if self.http_client is not None:
-            with contextlib.suppress(Exception):
-                await self.http_client.aclose()
+        if self.upstreams is not None:
+            await self.upstreams.aclose()
         if self._serving is not None:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(self._serving, 5)

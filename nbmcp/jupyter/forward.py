@@ -14,11 +14,12 @@ import contextlib
 import json
 from typing import Any
 
-import httpx
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
+
+from .upstream import UpstreamResponse
 
 __all__ = ["ForwardingHandler", "KernelMCPHandler", "ServerMCPHandler", "UpstreamError"]
 
@@ -103,23 +104,23 @@ class ForwardingHandler(APIHandler):
             return
         headers = [(k, v) for k, v in self.request.headers.get_all() if k.lower() not in _DROP_REQUEST]
         headers.append(("Authorization", f"Bearer {token}"))
-        client: httpx.AsyncClient = self.nbmcp.http_client
-        request = client.build_request(self.request.method or "GET", url, headers=headers, content=self.request.body)
         try:
-            response = await client.send(request, stream=True)
-        except httpx.TransportError as exc:
+            response = await self.nbmcp.upstreams.request(
+                self.request.method or "GET", url, headers, self.request.body or b""
+            )
+        except OSError as exc:
             reason = str(exc) or type(exc).__name__
             message = await self.failed(f"{what} at {url} is not answering ({reason}). {self.dead_hint()}".strip())
             self._fail(502, message)
             return
-        content_type = response.headers.get("content-type", "application/json")
+        content_type = response.header("content-type", "application/json")
         # Tornado leaves Nagle on while a response is written; streamed chunks must not wait for ACKs.
         with contextlib.suppress(AttributeError):
             self.request.connection.stream.set_nodelay(True)  # type: ignore[union-attr]
         try:
             self.set_status(response.status_code)
             self.clear_header("Content-Type")
-            for name, value in response.headers.multi_items():
+            for name, value in response.headers:
                 if name.lower() not in _DROP_RESPONSE:
                     self.add_header(name, value)
             if content_type.startswith("text/event-stream"):
@@ -134,30 +135,16 @@ class ForwardingHandler(APIHandler):
             with contextlib.suppress(StreamClosedError):
                 self.finish(set_content_type=content_type)
 
-    async def _stream(self, response: httpx.Response) -> None:
-        """Copy the upstream body, flushing each chunk as it arrives -- but what has already arrived goes out
-        in one write (with the end of the response when that came too): every write costs the client a
-        wake-up, which dominates a proxied call on a busy machine."""
-        chunks = response.aiter_raw()
-        pending: asyncio.Future[bytes] = asyncio.ensure_future(anext(chunks))
+    async def _stream(self, response: UpstreamResponse) -> None:
+        """Copy the upstream body, flushing each chunk as it arrives. What has arrived together goes out in
+        one write, and the last chunk with the end of the response: every write costs the client a wake-up."""
         try:
-            while True:
-                try:
-                    chunk = await pending
-                except StopAsyncIteration:
-                    return
+            async for chunk in response.chunks():
                 self.write(chunk)
-                pending = asyncio.ensure_future(anext(chunks))
-                await asyncio.sleep(0)  # lets the next read finish if its bytes are already here
-                if not pending.done():
+                if not response.complete:
                     await self.flush()
-        except httpx.TransportError:  # the upstream went away mid-stream: end ours too
+        except (OSError, ValueError):  # the upstream went away mid-stream: end ours too
             return
-        finally:
-            if not pending.done():
-                pending.cancel()
-                with contextlib.suppress(BaseException):
-                    await pending
 
     def on_connection_close(self) -> None:
         # The client went away: stop reading the upstream (closing it tells the SDK app the stream ended).
