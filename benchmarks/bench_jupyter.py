@@ -63,9 +63,9 @@ async def http_floor_ms(n: int) -> list[float]:
     from mcp.server.mcpserver import MCPServer
 
     from nbmcp.http import serve_in_thread
-    from nbmcp.kernel.tools import _quiet_build
+    from nbmcp.server import quiet_mcp_server
 
-    bare = _quiet_build(lambda: MCPServer("floor"))  # MCPServer() configures root logging; undo it
+    bare = quiet_mcp_server(lambda: MCPServer("floor"))  # MCPServer() configures root logging; undo it
 
     @bare.tool()
     def ping() -> str:

@@ -115,7 +115,7 @@ class _Subscription:
     fingerprint: str | None = None
 
 
-def _restore_logging(build: Callable[[], MCPServer]) -> MCPServer:
+def quiet_mcp_server(build: Callable[[], MCPServer]) -> MCPServer:
     """MCPServer() configures the root logger; a library must not. Undo what it changed."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
@@ -220,7 +220,7 @@ class NbMCPServer:
         self.approver: Callable[[str, dict[str, Any], str], Awaitable[bool]] | None = None
         self.outputs = values.OutputStore()
         self.bus = InMemorySubscriptionBus()
-        self.mcp = _restore_logging(
+        self.mcp = quiet_mcp_server(
             lambda: _NbMCP(
                 self,
                 name=name,

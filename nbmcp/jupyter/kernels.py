@@ -22,8 +22,9 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 from ..kernel.session import KernelSession, KernelSessionError
-from ..kernel.tools import KernelHandle, ServeOptions, _quiet_build
+from ..kernel.tools import KernelHandle, ServeOptions
 from ..kernel.tools import build_server as build_serve_server
+from ..server import quiet_mcp_server
 
 __all__ = ["JupyterKernels", "build_server"]
 
@@ -217,7 +218,7 @@ def build_server(
         shared=True,
     )
     serve = build_serve_server(options, kernels)  # type: ignore[arg-type]  # duck-typed provider
-    server: MCPServer = _quiet_build(
+    server: MCPServer = quiet_mcp_server(
         lambda: MCPServer("nbmcp-jupyter", version=__version__, instructions=_INSTRUCTIONS)
     )
     server.nbmcp_kernels = kernels  # type: ignore[attr-defined]

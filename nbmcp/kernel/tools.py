@@ -40,6 +40,7 @@ from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from .. import values
+from ..server import quiet_mcp_server
 from .outputs import ProgressPump, error_result, kernel_label, outcome_result, text_result
 from .session import ExecutionOutcome, KernelDeadError, KernelSession, KernelSessionError
 
@@ -503,26 +504,13 @@ A live Jupyter kernel, read-only: inspect its variables with `list_variables`, `
 `read_rows`, and read notebooks with `notebook_read`. Code execution is disabled."""
 
 
-def _quiet_build(build: Callable[[], MCPServer]) -> MCPServer:
-    """MCPServer() configures the root logger; a library must not. Undo what it changed."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        return build()
-    finally:
-        for handler in list(root.handlers):
-            if handler not in handlers:
-                root.removeHandler(handler)
-        root.setLevel(level)
-
-
 def build_server(options: ServeOptions, provider: KernelProvider | None = None) -> MCPServer:
     """The MCP server for ``options`` (tools, resources); kernels come from ``provider``."""
     from .. import __version__
 
     provider = provider or KernelProvider(options)
     store = values.OutputStore()
-    server: MCPServer = _quiet_build(
+    server: MCPServer = quiet_mcp_server(
         lambda: MCPServer(
             "nbmcp-serve",
             version=__version__,
