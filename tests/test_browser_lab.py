@@ -5,7 +5,6 @@ kernel defined, through the server extension's proxy URL."""
 from __future__ import annotations
 
 import concurrent.futures
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,27 +16,15 @@ from mcp.types import TextContent
 
 from nbmcp.client import connect
 
+from .browser import CHROMIUM, CHROMIUM_ARGS, requires_chromium
 from .jupyter_helpers import JupyterProcess, jupyter_server, wait_for
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 QUICKSTART = Path(__file__).parent.parent / "notebooks" / "01-quickstart.ipynb"
 SCREENSHOT = Path("/tmp/lab.png")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 pytestmark = [
     pytest.mark.timeout(240),
-    pytest.mark.skipif(
-        CHROMIUM is None,
-        reason="Debian's chromium is not installed (apt-get install chromium); "
-        "Playwright's own browser download is not available here",
-    ),
+    requires_chromium,
 ]
 
 
@@ -59,7 +46,7 @@ def test_a_tool_defined_in_the_page_is_called_from_outside(lab: JupyterProcess) 
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.set_default_timeout(60_000)

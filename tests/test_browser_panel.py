@@ -24,24 +24,16 @@ import nbformat
 import pytest
 from mcp.types import Implementation, TextContent
 
+from .browser import CHROMIUM, CHROMIUM_ARGS, requires_chromium
 from .conftest import connect, free_port
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOT = "/tmp/panel.png"
 BUSY_SECONDS = 60
 
 pytestmark = [
     pytest.mark.anyio,
     pytest.mark.timeout(240),
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no chromium at {CHROMIUM} (apt-get install chromium)"),
+    requires_chromium,
 ]
 
 SETUP_CELL = '''\
