@@ -81,8 +81,10 @@ async def test_timeout_interrupts_and_keeps_state(ks: KernelSession) -> None:
 
 @pytest.mark.timeout(30)
 async def test_cancelled_execute_interrupts_the_kernel(ks: KernelSession) -> None:
-    task = asyncio.create_task(ks.execute("flag = 'started'\nimport time; time.sleep(60)\nflag = 'finished'"))
-    await asyncio.sleep(0.5)
+    running = asyncio.Event()
+    code = "flag = 'started'\nprint('running', flush=True)\nimport time; time.sleep(60)\nflag = 'finished'"
+    task = asyncio.create_task(ks.execute(code, on_output=lambda name, text: running.set()))
+    await asyncio.wait_for(running.wait(), 10)  # the cell is running
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -97,8 +99,11 @@ async def test_cancelled_execute_interrupts_the_kernel(ks: KernelSession) -> Non
 async def test_subshell_answers_while_a_cell_runs(ks: KernelSession) -> None:
     assert ks.supports_subshells  # ipykernel 7
     await ks.execute("probe_me = 7")
-    busy = asyncio.create_task(ks.execute("import time; time.sleep(2)"))
-    await asyncio.sleep(0.3)
+    running = asyncio.Event()
+    busy = asyncio.create_task(
+        ks.execute("print('running', flush=True)\nimport time; time.sleep(2)", on_output=lambda n, t: running.set())
+    )
+    await asyncio.wait_for(running.wait(), 10)
     assert ks.busy
     started = time.monotonic()
     outcome = await ks.execute(
@@ -197,8 +202,13 @@ async def test_inspection_falls_back_without_subshells(ks: KernelSession) -> Non
     try:
         idle = await run_probe(ks, "list_variables(50)")  # idle kernel: the main shell answers
         assert "fallback_var" in {v["name"] for v in idle["variables"]}
-        busy = asyncio.create_task(ks.execute("import time; time.sleep(1.5)"))
-        await asyncio.sleep(0.3)
+        running = asyncio.Event()
+        busy = asyncio.create_task(
+            ks.execute(
+                "print('running', flush=True)\nimport time; time.sleep(1.5)", on_output=lambda n, t: running.set()
+            )
+        )
+        await asyncio.wait_for(running.wait(), 10)
         with pytest.raises(ToolError, match="busy running a cell and has no subshells"):
             await run_probe(ks, "list_variables(50)")
         await busy
