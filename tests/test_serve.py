@@ -187,8 +187,14 @@ async def test_timeout_interrupts_and_keeps_state(client: Client) -> None:
 
 @pytest.mark.timeout(30)
 async def test_cancelled_request_interrupts_the_kernel(client: Client) -> None:
-    with anyio.move_on_after(1.0) as scope:
-        await run(client, "marker = 'started'\nimport time\ntime.sleep(60)\nmarker = 'finished'")
+    code = "marker = 'started'\nprint('running', flush=True)\nimport time\ntime.sleep(60)\nmarker = 'finished'"
+    with anyio.CancelScope() as scope:
+
+        async def cancel_once_running(progress: float, total: float | None, message: str | None) -> None:
+            scope.cancel()  # the cell printed: it runs; now the client gives up on the request
+
+        with anyio.fail_after(20):
+            await client.call_tool("execute", {"code": code}, progress_callback=cancel_once_running)
     assert scope.cancelled_caught
     started = time.monotonic()
     result = await run(client, "marker", timeout=10)
@@ -200,8 +206,18 @@ async def test_cancelled_request_interrupts_the_kernel(client: Client) -> None:
 async def test_inspection_while_a_cell_runs(client: Client) -> None:
     await run(client, "import numpy as np\narr = np.arange(12).reshape(3, 4)\nname = 'Ada'")
     async with anyio.create_task_group() as tg:
-        tg.start_soon(run, client, "import time\ntime.sleep(2)")
-        await anyio.sleep(0.3)
+        running = anyio.Event()
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            running.set()
+
+        async def busy() -> None:
+            code = "print('running', flush=True)\nimport time\ntime.sleep(2)"
+            await client.call_tool("execute", {"code": code}, progress_callback=on_progress)
+
+        tg.start_soon(busy)
+        with anyio.fail_after(10):
+            await running.wait()
         started = time.monotonic()
         listed = await client.call_tool("list_variables", {})
         took = time.monotonic() - started
