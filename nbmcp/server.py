@@ -21,7 +21,7 @@ import time
 import typing
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -56,9 +56,9 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import Field
 
 from . import capture, frames, values
-from .registry import Registry, RegistryEvent, ResourceSpec, ToolSpec
+from .registry import Registry, RegistryEvent, ResourceSpec, ToolSpec, parse_docstring
 
-__all__ = ["OBJECT_TEMPLATES", "ApprovalDenied", "CallRecord", "NbMCPServer"]
+__all__ = ["OBJECT_TEMPLATES", "ApprovalDenied", "CallRecord", "NbMCPServer", "quiet_mcp_server"]
 
 OBJECTS_URI = "nbmcp://objects"
 OBJECT_TEMPLATES = {
@@ -511,7 +511,7 @@ class NbMCPServer:
             (read_rows, True),
             (execute, False),
         ):
-            doc, params = _builtin_doc(fn)
+            doc, params = parse_docstring(fn)
             specs[fn.__name__] = ToolSpec(
                 fn=fn,
                 name=fn.__name__,
@@ -1020,13 +1020,3 @@ def _first_text(result: Any) -> str:
         blocks = result.get("content") or []
         return next((b.get("text", "") for b in blocks if b.get("type") == "text"), "")
     return next((c.text for c in getattr(result, "content", []) if isinstance(c, TextContent)), "")
-
-
-def _builtin_doc(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
-    from .registry import parse_docstring
-
-    return parse_docstring(fn)
-
-
-def iter_text(content: Iterable[Any]) -> str:
-    return "\n".join(c.text for c in content if isinstance(c, TextContent))
