@@ -132,6 +132,28 @@ async def test_execute_runs_in_the_notebooks_own_kernel(js: JupyterProcess, kern
         assert "8" in text_of(by_name) and "9" in text_of(by_id)
 
 
+async def test_what_the_assistant_runs_is_recorded_beside_the_notebook(
+    js: JupyterProcess, kernels: dict[str, str]
+) -> None:
+    import nbformat
+
+    code = "recorded_value = 'kept by the recorder'\nrecorded_value"
+    async with connect(js.url + "nbmcp/mcp", js.token) as client:
+        result = await client.call_tool("execute", {"code": code, "notebook": "work/analysis.ipynb"})
+        assert not result.is_error, text_of(result)
+    path = js.root / "work" / "analysis.assistant.ipynb"
+
+    def recorded_cell() -> object:
+        if not path.exists():
+            return None
+        return next((c for c in nbformat.read(path, as_version=4).cells if c.source == code), None)
+
+    # Written behind, off the call's path: wait (bounded) for the file to show the cell.
+    cell = wait_for(recorded_cell, what="the recorded notebook")
+    nbformat.validate(nbformat.read(path, as_version=4))
+    assert cell.outputs[0]["data"]["text/plain"] == "'kept by the recorder'"
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_progress_reaches_the_client_before_the_result(
     js: JupyterProcess, kernels: dict[str, str], mode: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from pathlib import Path
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
@@ -34,6 +35,11 @@ class NbMCPServerExtension(ExtensionApp):
     )
     execute_timeout = Float(60.0, help="Default seconds before an execute call interrupts the kernel.").tag(config=True)
     output_budget = Int(0, help="Characters of text per tool result (0: nbmcp's default, 20,000).").tag(config=True)
+    record = Bool(
+        True,
+        help="Record what assistants run through nbmcp/mcp, with outputs, in '<notebook>.assistant.ipynb' "
+        "beside the notebook whose kernel ran it.",
+    ).tag(config=True)
 
     def initialize_settings(self) -> None:
         self.kernels: Any = None
@@ -72,7 +78,12 @@ class NbMCPServerExtension(ExtensionApp):
         assert serverapp is not None
         if self._serving is not None:  # already started
             return
-        self.kernels = JupyterKernels(serverapp.kernel_manager, serverapp.session_manager, base_url=serverapp.base_url)
+        self.kernels = JupyterKernels(
+            serverapp.kernel_manager,
+            serverapp.session_manager,
+            base_url=serverapp.base_url,
+            record_root=Path(serverapp.root_dir).expanduser() if self.record and not self.read_only else None,
+        )
         self.mcp_server = build_server(
             self.kernels,
             root_dir=serverapp.root_dir,

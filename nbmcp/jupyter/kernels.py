@@ -47,10 +47,14 @@ serve their own tools at their `mcp_url`."""
 class JupyterKernels:
     """Kernels of a running Jupyter Server, handed to ``nbmcp serve``'s tools as their kernel provider."""
 
-    def __init__(self, kernel_manager: Any, session_manager: Any, *, base_url: str = "/") -> None:
+    def __init__(
+        self, kernel_manager: Any, session_manager: Any, *, base_url: str = "/", record_root: Path | None = None
+    ) -> None:
         self.kernel_manager = kernel_manager
         self.session_manager = session_manager
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        # Where the assistant's executions are recorded, beside the notebook they ran in (None: not recorded).
+        self.record_root = record_root
         self._handles: dict[str, asyncio.Task[KernelHandle]] = {}
         self._closing: set[asyncio.Future[None]] = set()
         self._closed = False
@@ -148,7 +152,12 @@ class JupyterKernels:
         if not path or not Path(path).exists():
             # A kernel whose connection file was removed or never written: recreate it privately.
             path = await asyncio.to_thread(_write_private_connection_file, kernel_id, km)
-        return KernelHandle(await KernelSession.attach(path), recorder=None)
+        session = await KernelSession.attach(path)
+        recorder = None
+        if self.record_root is not None:
+            notebooks = next((e["notebooks"] for e in await self.notebooks() if e["kernel_id"] == kernel_id), [])
+            recorder = await asyncio.to_thread(_recorder, self.record_root, kernel_id, notebooks, session)
+        return KernelHandle(session, recorder)
 
     def _prune(self, alive: set[str]) -> None:
         """Disconnect from kernels the Jupyter Server no longer has."""
@@ -168,6 +177,25 @@ class JupyterKernels:
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await (await task).close()
+
+
+def recording_path(root: Path, kernel_id: str, notebooks: list[str]) -> Path:
+    """``analysis.ipynb`` -> ``analysis.assistant.ipynb`` beside it; a kernel with no notebook gets its own file."""
+    if notebooks:
+        notebook = root / notebooks[0]
+        return notebook.with_name(notebook.stem + ".assistant.ipynb")
+    return root / f"nbmcp-session-{kernel_id[:8]}.assistant.ipynb"
+
+
+def _recorder(root: Path, kernel_id: str, notebooks: list[str], session: KernelSession) -> Any:
+    """The human sees what the assistant ran in their kernel, with its outputs, as a notebook beside theirs."""
+    from ..kernel.recorder import SessionRecorder
+
+    return SessionRecorder(
+        recording_path(root, kernel_id, notebooks),
+        kernel_name=session.kernel_name,
+        language_info=session.language_info,
+    )
 
 
 def _write_private_connection_file(kernel_id: str, km: Any) -> str:
