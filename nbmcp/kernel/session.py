@@ -530,12 +530,18 @@ class KernelSession:
         up on both channels.
         """
         deadline = time.monotonic() + timeout
+        attempt = 0
         while True:
             if self.kind == "started" and not await self._manager.is_alive():
                 raise KernelDeadError(f"kernel {self.kernel_name!r} exited during start-up")
             msg = self._new_msg("kernel_info_request", {})
             msg_id = msg["header"]["msg_id"]
-            queue = self._send("shell", msg)
+            # An attached kernel may be busy with the human's long cell: its shell answers only after that
+            # cell, its control channel (ipykernel answers kernel_info there too) at once. Kernels that do
+            # not answer on control still get every other attempt on shell.
+            channel_name = "control" if self.kind == "attached" and attempt % 2 == 0 else "shell"
+            attempt += 1
+            queue = self._send(channel_name, msg)
             got_reply = got_iopub = False
             try:
                 # the kernel may still be starting: wait long for the reply, briefly for iopub after it
@@ -548,7 +554,7 @@ class KernelSession:
                         channel, reply = await queue.get(remaining)
                     except asyncio.TimeoutError:
                         break
-                    if channel == "shell":
+                    if channel in ("shell", "control"):
                         got_reply = True
                         self.kernel_info = reply["content"]
                         step_end = min(step_end, time.monotonic() + 0.1)
@@ -590,6 +596,9 @@ class KernelSession:
                 },
                 timeout=5,
                 lock=False,
+                # Through a subshell where there is one: the human's kernel may be running a long cell.
+                subshell=self.supports_subshells,
+                interrupt=False,
             )
             values = outcome.user_expressions
             pid = int(values["pid"]["data"]["text/plain"])
@@ -648,6 +657,7 @@ class KernelSession:
         user_expressions: dict[str, str] | None = None,
         subshell: bool = False,
         lock: bool = True,
+        interrupt: bool = True,
     ) -> ExecutionOutcome:
         """Run ``code``; await its reply and its iopub messages until the kernel is idle.
 
@@ -655,7 +665,10 @@ class KernelSession:
         ``timeout``). If the awaiting task is cancelled, the kernel is interrupted before the
         cancellation propagates. ``on_output(name, text)`` sees stream text as it arrives.
         ``subshell=True`` runs in a kernel subshell (ipykernel 7) so it does not wait for a running cell.
+        ``interrupt=False`` gives up at the timeout without interrupting: an interrupt stops the kernel's
+        main thread, that is whatever cell the human is running, so subshell requests never interrupt.
         """
+        interrupt = interrupt and not subshell
         if self._closed:
             raise KernelSessionError("the kernel session is closed")
         if not await self.is_alive():
@@ -664,9 +677,11 @@ class KernelSession:
         if lock and not subshell:
             async with self._execute_lock:
                 return await self._execute(
-                    code, timeout, on_output, silent, store_history, user_expressions, subshell_id
+                    code, timeout, on_output, silent, store_history, user_expressions, subshell_id, interrupt
                 )
-        return await self._execute(code, timeout, on_output, silent, store_history, user_expressions, subshell_id)
+        return await self._execute(
+            code, timeout, on_output, silent, store_history, user_expressions, subshell_id, interrupt
+        )
 
     async def _execute(
         self,
@@ -677,6 +692,7 @@ class KernelSession:
         store_history: bool,
         user_expressions: dict[str, str] | None,
         subshell_id: str | None,
+        interrupt: bool = True,
     ) -> ExecutionOutcome:
         content = {
             "code": code,
@@ -710,6 +726,10 @@ class KernelSession:
                     if now >= deadline:
                         interrupted_at = now
                         outcome.timed_out = True
+                        if not interrupt:
+                            outcome.status = "timeout"
+                            outcome.message = f"no answer within {timeout:g} s (the kernel was not interrupted)"
+                            break
                         await self._interrupt_quietly()
                         continue
                     wait = min(wait, deadline - now)
