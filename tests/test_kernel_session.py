@@ -182,17 +182,19 @@ async def test_attach_to_a_kernel_busy_with_the_humans_long_cell() -> None:
     handle = start_kernel()
     try:
         handle.run("prepared = [1, 2, 3]").raise_for_error()
-        msg_id = handle.start_cell("import time\ntime.sleep(20)")  # the human's long cell
+        msg_id = handle.start_cell("import time\ntime.sleep(4)\nprint('human cell done')")  # the human's cell
         started = time.monotonic()
         session = await KernelSession.attach(handle.km.connection_file, ready_timeout=10)
-        assert time.monotonic() - started < 5  # ready through the control channel, not after the cell
+        assert time.monotonic() - started < 3  # ready through the control channel, not after the cell
         inspected = await session.execute(
             "", silent=True, store_history=False, user_expressions={"n": "len(prepared)"}, subshell=True, timeout=5
         )
         assert inspected.user_expressions["n"]["data"]["text/plain"] == "3"
+        # Our code times out while the human's cell still runs: theirs must not be interrupted.
+        queued = await session.execute("after = 'ran later'", timeout=0.5)
+        assert queued.status == "timeout" and "not interrupted" in (queued.message or "")
+        assert handle.wait_idle(msg_id, timeout=30) == "human cell done\n"
         await session.shutdown()
-        handle.km.interrupt_kernel()
-        handle.wait_idle(msg_id, timeout=30)
     finally:
         handle.shutdown()
 

@@ -714,6 +714,7 @@ class KernelSession:
         collector = _OutputCollector(outcome)
         queue = self._send("shell", msg)
         got_reply = got_idle = False
+        running = False  # the kernel has started on this request (not still finishing someone else's cell)
         interrupted_at: float | None = None
         last_heard = started
         try:
@@ -729,6 +730,16 @@ class KernelSession:
                         if not interrupt:
                             outcome.status = "timeout"
                             outcome.message = f"no answer within {timeout:g} s (the kernel was not interrupted)"
+                            break
+                        if not running:
+                            # An interrupt now would stop a cell that is not ours (the human's, in an
+                            # attached kernel). Ours stays queued and runs after it.
+                            outcome.status = "timeout"
+                            outcome.message = (
+                                f"the kernel was busy with another cell for all {timeout:g} s, so it was not "
+                                "interrupted; this code is queued and runs when that cell ends "
+                                "(interrupt() stops the running cell)"
+                            )
                             break
                         await self._interrupt_quietly()
                         continue
@@ -763,7 +774,9 @@ class KernelSession:
                 elif channel == "iopub":
                     if msg_type == "status":
                         state = reply["content"].get("execution_state")
-                        if state == "idle":
+                        if state == "busy":
+                            running = True
+                        elif state == "idle":
                             got_idle = True
                         elif state in ("restarting", "dead"):
                             self._mark_dead(outcome)
