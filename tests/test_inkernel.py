@@ -386,3 +386,22 @@ def shows() -> str:
         result = await client.call_tool("shows", {})
     # Captured by a thread-local hook that swallows the message: it reached the client instead of the notebook.
     assert text_of(result) == "**shown by the tool**\nreturned"
+
+
+async def test_main_thread_tools_run_on_the_kernels_main_thread(server: dict, kernel: KernelHandle) -> None:
+    kernel.run(
+        """
+import threading
+
+@nbmcp.tool(main_thread=True)
+def on_main() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+@nbmcp.tool
+def on_worker() -> bool:
+    return threading.current_thread() is threading.main_thread()
+"""
+    ).raise_for_error()
+    async with connect(server["url"], server["token"]) as client:
+        assert text_of(await client.call_tool("on_main", {})) == "true"
+        assert text_of(await client.call_tool("on_worker", {})) == "false"
