@@ -130,6 +130,8 @@ def load_ipython_extension(ipython: Any) -> None:
     info = start_in_shell(ipython)
     if not already:
         print(banner(info))
+    # Once per process, however often the extension is reloaded: the connection file goes at kernel exit.
+    atexit.unregister(http.stop_server)
     atexit.register(http.stop_server)
 
 
