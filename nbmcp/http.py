@@ -10,10 +10,18 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import os
+import secrets
 import socket
+import sys
 import threading
 from collections.abc import Iterable
 from typing import Any
+
+from . import __version__, capture, discovery
+from .config import load_config
+from .registry import default_registry
+from .server import NbMCPServer
 
 __all__ = ["RunningServer", "SecurityMiddleware", "bind_socket", "loopback_names", "serve_in_thread"]
 
@@ -246,10 +254,6 @@ class InKernelServer:
         allowed_origins: Iterable[str],
         kernel_id: str | None = None,
     ) -> None:
-        import os
-
-        from . import capture
-
         if host not in ("127.0.0.1", "localhost", "::1") and not token:
             raise ValueError(f"binding {host} exposes the kernel beyond this machine: a token is required")
         self.mcp_server = mcp_server
@@ -281,10 +285,6 @@ class InKernelServer:
         self._write_connection_file()
 
     def _write_connection_file(self) -> None:
-        import os
-
-        from . import discovery
-
         path = discovery.write_connection_file(
             self.server_id,
             {
@@ -293,14 +293,12 @@ class InKernelServer:
                 "pid": os.getpid(),
                 "kernel_id": self.info.kernel_id,
                 "server_id": self.server_id,
-                "version": __import__("nbmcp").__version__,
+                "version": __version__,
             },
         )
         self.info.connection_file = str(path)
 
     def rotate_token(self) -> str:
-        import secrets
-
         token = secrets.token_urlsafe(32)
         self.security.set_token(token)
         self.info.token = token
@@ -308,8 +306,6 @@ class InKernelServer:
         return token
 
     def stop(self) -> None:
-        from . import capture, discovery
-
         try:
             self.running.stop()
         finally:
@@ -335,12 +331,6 @@ def start_server(
 ) -> ServerInfo:
     """Start this process's MCP server (idempotent: returns the running one's info)."""
     global _current
-    import secrets
-
-    from .config import load_config
-    from .registry import default_registry
-    from .server import NbMCPServer
-
     with _current_lock:
         if _current is not None:
             return _current.info
@@ -405,9 +395,6 @@ def current_server() -> InKernelServer | None:
 
 def _kernel_id() -> str | None:
     """The id of the kernel this process is, from its connection file name (``kernel-<id>.json``)."""
-    import os
-    import sys
-
     if "ipykernel" not in sys.modules:
         return None
     try:
