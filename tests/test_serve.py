@@ -351,3 +351,12 @@ def test_config_snippets() -> None:
         json.loads(json.dumps(client_config("cursor", "nb", ["--read-only"])))["mcpServers"]["nb"]["args"][-1]
         == "--read-only"
     )
+
+
+@pytest.mark.timeout(60)
+async def test_jupyter_nbmcp_serve_is_the_same_command(tmp_path: Path) -> None:
+    jupyter = Path(sys.executable).with_name("jupyter")
+    params = StdioServerParameters(command=str(jupyter), args=["nbmcp", "serve", "--no-record"], cwd=str(tmp_path))
+    async with Client(params) as client:
+        result = await client.call_tool("execute", {"code": "6 * 7"})
+    assert not result.is_error and "42" in text_of(result)
