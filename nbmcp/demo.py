@@ -6,6 +6,7 @@ MCP client over HTTP with the token, and prints what an assistant sees. Nothing 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import textwrap
@@ -110,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     _say("nbmcp demo: starting a Jupyter kernel...")
     km = KernelManager(kernel_name="python3")
+    with contextlib.suppress(Exception):  # CurveZMQ keys where libzmq supports them: no plain-TCP warning
+        km.transport_encryption = "auto"
     km.start_kernel(extra_arguments=["--HistoryManager.enabled=False"])
     kc = km.client()
     try:
