@@ -81,6 +81,14 @@ class ApprovalDenied(Exception):
     """The notebook's owner declined a call (or could not be asked)."""
 
 
+class _ToolTimedOut(Exception):
+    """nbmcp gave up waiting for a tool (distinct from a TimeoutError the tool itself raises)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
 @dataclass
 class CallRecord:
     """One served request, for the panel, ``%mcp log`` and the audit log."""
@@ -405,7 +413,7 @@ class NbMCPServer:
     async def _run_tool(self, spec: ToolSpec, kwargs: dict[str, Any], context_param: str | None) -> CallToolResult:
         user_kwargs = {k: v for k, v in kwargs.items() if k != context_param}
         try:
-            if spec.confirm or spec.name == "execute":
+            if spec.confirm:
                 await self._approve(spec.name, user_kwargs)
             value, printed, displays = await self._invoke(spec, kwargs)
         except ApprovalDenied as exc:
@@ -413,9 +421,9 @@ class NbMCPServer:
             if notes is not None:
                 notes["denied"] = True
             return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
-        except TimeoutError:
+        except _ToolTimedOut as exc:
             return CallToolResult(
-                content=[TextContent(type="text", text=f"tool {spec.name!r} did not finish within {spec.timeout} s")],
+                content=[TextContent(type="text", text=f"tool {spec.name!r} did not finish within {exc.seconds:g} s")],
                 is_error=True,
             )
         except Exception as exc:
@@ -433,8 +441,10 @@ class NbMCPServer:
         """Run the user's function; returns its value, what it printed and what it displayed."""
         fn = spec.fn
         if inspect.iscoroutinefunction(fn):
-            with capture.capture_output() as buffer, anyio.fail_after(spec.timeout):
+            with capture.capture_output() as buffer, anyio.move_on_after(spec.timeout) as scope:
                 value = await fn(**kwargs)
+            if scope.cancelled_caught:
+                raise _ToolTimedOut(spec.timeout or 0)
             return value, buffer.getvalue(), []
 
         def call() -> tuple[Any, str, list[Any]]:
@@ -445,14 +455,15 @@ class NbMCPServer:
         if spec.main_thread and self.main_thread_runner is not None:
             future = self.main_thread_runner(call)
             timeout = spec.timeout or self.main_thread_timeout
-            try:
-                return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
-            except asyncio.TimeoutError:
-                future.cancel()
-                raise TimeoutError from None
-        with anyio.fail_after(spec.timeout):
+            done, _ = await asyncio.wait([asyncio.wrap_future(future)], timeout=timeout)
+            if not done:
+                future.cancel()  # still queued behind a cell: it will not run
+                raise _ToolTimedOut(timeout)
+            return future.result()
+        with anyio.move_on_after(spec.timeout) as scope:
             # abandon_on_cancel: a tool that never returns must not hold the call (or the server) hostage.
             return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+        raise _ToolTimedOut(spec.timeout or 0)
 
     async def _approve(self, tool: str, arguments: dict[str, Any]) -> None:
         policy = self.approval_policy
@@ -519,6 +530,7 @@ class NbMCPServer:
                 param_descriptions=params,
                 read_only=read_only,
                 main_thread=fn is execute,
+                confirm=fn is execute,  # code execution in the user's kernel always asks the owner
                 timeout=None,
                 builtin=True,
             )

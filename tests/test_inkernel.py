@@ -405,3 +405,32 @@ def on_worker() -> bool:
     async with connect(server["url"], server["token"]) as client:
         assert text_of(await client.call_tool("on_main", {})) == "true"
         assert text_of(await client.call_tool("on_worker", {})) == "false"
+
+
+async def test_a_tools_own_timeout_error_is_its_error_not_ours(server: dict, kernel: KernelHandle) -> None:
+    kernel.run(
+        """
+@nbmcp.tool
+def flaky_service() -> str:
+    raise TimeoutError("the upstream service did not answer")
+"""
+    ).raise_for_error()
+    async with connect(server["url"], server["token"]) as client:
+        result = await client.call_tool("flaky_service", {})
+    assert result.is_error and "TimeoutError: the upstream service did not answer" in text_of(result)
+    assert "did not finish within" not in text_of(result)
+
+
+async def test_a_main_thread_tool_waiting_behind_a_cell_times_out_with_its_limit(
+    server: dict, kernel: KernelHandle
+) -> None:
+    kernel.run(
+        "@nbmcp.tool(main_thread=True, timeout=0.5)\ndef between_cells() -> str:\n    return 'ran'"
+    ).raise_for_error()
+    msg_id = kernel.start_cell("import time\nprint('busy', flush=True)\ntime.sleep(2)")
+    try:
+        async with connect(server["url"], server["token"]) as client:
+            result = await client.call_tool("between_cells", {})
+        assert result.is_error and "did not finish within 0.5 s" in text_of(result)
+    finally:
+        kernel.wait_idle(msg_id, timeout=30)
