@@ -56,7 +56,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import Field
 
 from . import capture, frames, values
-from .registry import Registry, RegistryEvent, ResourceSpec, ToolSpec, parse_docstring
+from .registry import PromptSpec, Registry, RegistryEvent, ResourceSpec, ToolSpec, parse_docstring
 
 __all__ = ["OBJECT_TEMPLATES", "ApprovalDenied", "CallRecord", "NbMCPServer", "quiet_mcp_server"]
 
@@ -251,7 +251,7 @@ class NbMCPServer:
         self._lock = threading.RLock()
         self._mode = mode
         self._served_tools: dict[str, ToolSpec] = {}
-        self._served_prompts: set[str] = set()
+        self._served_prompts: dict[str, PromptSpec] = {}
         self._legacy_sessions: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._subscriptions: dict[str, _Subscription] = {}
         self.clients: dict[int, ClientRecord] = {}
@@ -326,37 +326,19 @@ class NbMCPServer:
 
     def sync_tools(self) -> None:
         """Make the SDK's tools match the registry and mode; announce a change if there was one."""
-        changed = False
         with self._lock:
-            desired = self._desired_tools()
-            for name in list(self._served_tools):
-                if desired.get(name) is not self._served_tools[name]:
-                    with contextlib.suppress(Exception):
-                        self.mcp.remove_tool(name)
-                    del self._served_tools[name]
-                    changed = True
-            for name, spec in desired.items():
-                if name not in self._served_tools:
-                    self._add_sdk_tool(spec)
-                    self._served_tools[name] = spec
-                    changed = True
+            changed = _mirror(self._served_tools, self._desired_tools(), self._add_sdk_tool, self.mcp.remove_tool)
         if changed:
             self._announce("tools")
 
     def sync_prompts(self) -> None:
-        with self._lock, self.registry._lock:
-            specs = dict(self.registry.prompts)
-            for name in self._served_prompts - set(specs):
-                with contextlib.suppress(Exception):
-                    self.mcp.remove_prompt(name)
-            for name, spec in specs.items():
-                with contextlib.suppress(Exception):
-                    self.mcp.remove_prompt(name)
-                self.mcp.add_prompt(
-                    Prompt.from_function(spec.fn, name=spec.name, title=spec.title, description=spec.description)
-                )
-            self._served_prompts = set(specs)
-        self._announce("prompts")
+        """Make the SDK's prompts match the registry; announce a change if there was one."""
+        with self._lock:
+            with self.registry._lock:
+                desired = dict(self.registry.prompts)
+            changed = _mirror(self._served_prompts, desired, self._add_sdk_prompt, self.mcp.remove_prompt)
+        if changed:
+            self._announce("prompts")
 
     def sync_all(self) -> None:
         self.sync_tools()
@@ -369,6 +351,11 @@ class NbMCPServer:
             self.sync_prompts()
         elif event.kind in ("resources", "objects"):
             self._announce("resources")
+
+    def _add_sdk_prompt(self, spec: PromptSpec) -> None:
+        self.mcp.add_prompt(
+            Prompt.from_function(spec.fn, name=spec.name, title=spec.title, description=spec.description)
+        )
 
     def _add_sdk_tool(self, spec: ToolSpec) -> None:
         shim = self._make_shim(spec)
@@ -1020,6 +1007,29 @@ def _frame_markdown(info: dict[str, Any]) -> str:
             frames.markdown_table(head, [c["name"] for c in info["columns"]]),
         ]
     return "\n\n".join(lines)
+
+
+def _mirror(
+    served: dict[str, Any], desired: dict[str, Any], add: Callable[[Any], None], remove: Callable[[str], None]
+) -> bool:
+    """Make ``served`` (what the SDK has) match ``desired`` by spec identity; True if anything changed.
+
+    A redefined function is a new spec object, so it is removed and added again: the SDK keeps the old one
+    on a duplicate name.
+    """
+    changed = False
+    for name in list(served):
+        if desired.get(name) is not served[name]:
+            with contextlib.suppress(Exception):
+                remove(name)
+            del served[name]
+            changed = True
+    for name, spec in desired.items():
+        if name not in served:
+            add(spec)
+            served[name] = spec
+            changed = True
+    return changed
 
 
 def _table_result(markdown: str, info: dict[str, Any]) -> CallToolResult:
