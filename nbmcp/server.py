@@ -149,14 +149,6 @@ def fingerprint(value: Any) -> str:
     return digest.hexdigest()
 
 
-def _bounded_repr(value: Any, limit: int = MAX_REPR) -> str:
-    try:
-        text = repr(value)
-    except Exception as exc:
-        text = f"<unrepresentable {type(value).__qualname__}: {exc}>"
-    return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} more characters]"
-
-
 def _object_kind(value: Any) -> str:
     if frames.is_frame(value):
         return frames.frame_kind(value)
@@ -566,7 +558,7 @@ class NbMCPServer:
             "description": exposed.description,
             "kind": _object_kind(value),
             "shape": _object_shape(value),
-            "repr": _bounded_repr(value),
+            "repr": values.bounded_repr(value, MAX_REPR),
         }
         lines = [f"# {name}", f"{info['kind']}" + (f", shape {info['shape']}" if info["shape"] else "")]
         if exposed.description:
