@@ -162,6 +162,33 @@ async def test_subscribers_hear_about_changes_made_by_a_cell(server: dict, kerne
         assert page["rows"][0]["amount"] < 0
 
 
-def test_only_subscribed_objects_are_fingerprinted(server: dict, kernel: KernelHandle) -> None:
-    watched = kernel.value("nbmcp.http.current_server().mcp_server.subscribed_uris()")
-    assert watched == []  # every test above unsubscribed: the post-cell hook hashes nothing
+@pytest.mark.filterwarnings("ignore:resources/.*subscribe is removed:UserWarning")  # the legacy era on purpose
+async def test_only_subscribed_objects_are_fingerprinted(server: dict, kernel: KernelHandle) -> None:
+    kernel.run(
+        """
+hashed = {"watched": 0, "unwatched": 0}
+
+class Counted:
+    \"\"\"Counts how often the post-cell check hashes it (fingerprints pickle the value).\"\"\"
+    def __init__(self, label):
+        self.label = label
+    def __reduce__(self):
+        hashed[self.label] += 1
+        return (Counted, (self.label,))
+
+nbmcp.expose(Counted("watched"), "watched")
+nbmcp.expose(Counted("unwatched"), "unwatched")
+"""
+    ).raise_for_error()
+    uri = "nbmcp://objects/watched"
+    async with connect(server["url"], server["token"], mode="legacy") as client:
+        await client.subscribe_resource(uri)
+        assert kernel.value("nbmcp.http.current_server().mcp_server.subscribed_uris()") == [uri]
+        before = kernel.value("hashed")
+        for _ in range(3):
+            kernel.run("pass").raise_for_error()
+        after = kernel.value("hashed")
+        await client.unsubscribe_resource(uri)
+    assert after["watched"] >= before["watched"] + 3  # checked after every cell
+    assert after["unwatched"] == 0  # never hashed: costs nothing per cell
+    assert kernel.value("nbmcp.http.current_server().mcp_server.subscribed_uris()") == []
