@@ -67,6 +67,9 @@ OBJECT_TEMPLATES = {
     "arrow": "nbmcp://objects/{name}/arrow",
 }
 OUTPUTS_TEMPLATE = "nbmcp://outputs/{id}"
+# Parsed once: every resource read is matched against them.
+_OBJECT_MATCHERS = {kind: UriTemplate.parse(template) for kind, template in OBJECT_TEMPLATES.items()}
+_OUTPUTS_MATCHER = UriTemplate.parse(OUTPUTS_TEMPLATE)
 ARROW_MIME = "application/vnd.apache.arrow.stream"
 MAX_REPR = 4_000
 
@@ -658,11 +661,11 @@ class NbMCPServer:
                 return [
                     ReadResourceContents(json.dumps({"objects": self.object_index()}, default=str), "application/json")
                 ]
-            for kind, template in OBJECT_TEMPLATES.items():
-                match = UriTemplate.parse(template).match(uri)
+            for kind, matcher in _OBJECT_MATCHERS.items():
+                match = matcher.match(uri)
                 if match is not None and "/" not in str(match["name"]):
                     return await anyio.to_thread.run_sync(self._read_object, kind, match)
-            match = UriTemplate.parse(OUTPUTS_TEMPLATE).match(uri)
+            match = _OUTPUTS_MATCHER.match(uri)
             if match is not None:
                 try:
                     return [ReadResourceContents(self.outputs.get(str(match["id"])), "text/plain")]
