@@ -29,7 +29,7 @@ from tests.conftest import KernelHandle, connect, start_kernel
 BARE_SERVER = """
 import logging, mcp.server.mcpserver as _m
 from mcp.server.transport_security import TransportSecuritySettings as _T
-from nbmcp.http import serve_in_thread as _serve
+from nbmcp.transport import serve_in_thread as _serve
 _root = logging.getLogger(); _handlers = list(_root.handlers)
 _bare = _m.MCPServer("bare")
 for _h in list(_root.handlers):
@@ -111,7 +111,7 @@ def main() -> None:
             kernel,
             "import pandas as pd, timeit\n"
             "for i in range(50): nbmcp.expose(pd.DataFrame({'a': range(100_000)}), f'frame{i}')\n"
-            "from nbmcp.extension import _post_run_cell\n"
+            "from nbmcp.inkernel.extension import _post_run_cell\n"
             "t = timeit.repeat(_post_run_cell, number=1, repeat=501)\n"
             "import statistics; print(json.dumps(statistics.median(t)))",
         )

@@ -62,8 +62,8 @@ async def http_floor_ms(n: int) -> list[float]:
     """A trivial tool on a bare MCPServer, streamable HTTP on loopback, in this process (uvicorn thread)."""
     from mcp.server.mcpserver import MCPServer
 
-    from nbmcp.http import serve_in_thread
-    from nbmcp.server import quiet_mcp_server
+    from nbmcp.sdk import quiet_mcp_server
+    from nbmcp.transport import serve_in_thread
 
     bare = quiet_mcp_server(lambda: MCPServer("floor"))  # MCPServer() configures root logging; undo it
 

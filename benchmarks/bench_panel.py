@@ -55,14 +55,14 @@ class Kernel:
 
 SETUP = """
 %load_ext nbmcp
-import nbmcp, nbmcp.widgets, json
+import nbmcp, nbmcp.inkernel.widgets, json
 from IPython.display import display
 
 @nbmcp.tool
 def noop() -> str:
     return "ok"
 
-_server = nbmcp.http.current_server()
+_server = nbmcp.inkernel.lifecycle.current_server()
 _audit = _server.audit
 _panel = None
 
@@ -79,7 +79,7 @@ def _condition(panel, audit):
     if not panel and _panel is not None:
         _panel.close()
         _panel = None
-    assert (nbmcp.widgets.current_panel() is not None) == panel
+    assert (nbmcp.inkernel.widgets.current_panel() is not None) == panel
     assert (_server.mcp_server.approver is not None) == panel
 """
 

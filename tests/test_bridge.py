@@ -12,7 +12,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.types import TextContent
 
-from .conftest import KernelHandle
+from tests.conftest import KernelHandle
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 

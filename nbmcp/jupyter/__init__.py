@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 
 __all__ = ["__version__"]
 

@@ -11,7 +11,7 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int
 
-from .. import __version__
+from .._version import __version__
 from .upstream import UpstreamPool
 
 __all__ = ["NbMCPServerExtension"]
@@ -71,7 +71,7 @@ class NbMCPServerExtension(ExtensionApp):
         """Serve the MCP app on this server's event loop (its managers are not thread-safe)."""
         import uvicorn
 
-        from ..http import SecurityMiddleware, bind_socket, loopback_names
+        from ..transport import SecurityMiddleware, bind_socket, loopback_names
         from .kernels import JupyterKernels, build_server
 
         serverapp = self.serverapp

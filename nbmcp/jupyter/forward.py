@@ -19,6 +19,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
+from ..exceptions import UpstreamError
 from .upstream import UpstreamResponse
 
 __all__ = ["ForwardingHandler", "KernelMCPHandler", "ServerMCPHandler", "UpstreamError"]
@@ -52,15 +53,6 @@ _DROP_RESPONSE = {
     "date",
     "www-authenticate",
 }
-
-
-class UpstreamError(Exception):
-    """Where to forward could not be decided: answered as ``status`` with a JSON ``message``."""
-
-    def __init__(self, status: int, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.details = details
 
 
 class ForwardingHandler(APIHandler):

@@ -21,10 +21,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
-from ..kernel.session import KernelSession, KernelSessionError
-from ..kernel.tools import KernelHandle, ServeOptions
-from ..kernel.tools import build_server as build_serve_server
-from ..server import quiet_mcp_server
+from ..sdk import quiet_mcp_server
+from ..serve.session import KernelSession, KernelSessionError
+from ..serve.tools import KernelHandle, ServeOptions
+from ..serve.tools import build_server as build_serve_server
 
 __all__ = ["JupyterKernels", "build_server"]
 
@@ -189,7 +189,7 @@ def recording_path(root: Path, kernel_id: str, notebooks: list[str]) -> Path:
 
 def _recorder(root: Path, kernel_id: str, notebooks: list[str], session: KernelSession) -> Any:
     """The human sees what the assistant ran in their kernel, with its outputs, as a notebook beside theirs."""
-    from ..kernel.recorder import SessionRecorder
+    from ..serve.recorder import SessionRecorder
 
     return SessionRecorder(
         recording_path(root, kernel_id, notebooks),
@@ -233,14 +233,15 @@ def build_server(
     image_max_px: int | None = None,
 ) -> MCPServer:
     """The MCP server of ``{base_url}nbmcp/mcp``: notebooks and kernels, and ``serve``'s tools per notebook."""
-    from .. import __version__, values
+    from .. import content
+    from .._version import __version__
 
     options = ServeOptions(
         root=Path(root_dir),
         record=False,
         timeout=timeout,
-        output_budget=output_budget or values.DEFAULT_OUTPUT_BUDGET,
-        image_max_px=image_max_px or values.DEFAULT_IMAGE_MAX_PX,
+        output_budget=output_budget or content.DEFAULT_OUTPUT_BUDGET,
+        image_max_px=image_max_px or content.DEFAULT_IMAGE_MAX_PX,
         read_only=read_only,
         transport="http",
         shared=True,

@@ -1,0 +1,230 @@
+"""The process's in-kernel server: start and stop it, its connection file, and how clients reach it."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from .. import discovery
+from .._version import __version__
+from ..transport import RunningServer, SecurityMiddleware, bind_socket, loopback_names
+from . import capture
+from .config import load_config
+from .registry import default_registry
+from .server import NbMCPServer
+
+__all__ = ["InKernelServer", "ServerInfo", "current_server", "running_info", "start_server", "stop_server"]
+
+
+class ServerInfo:
+    """Where the running server listens and how to connect to it. ``repr`` never shows the token."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        token: str,
+        host: str,
+        port: int,
+        server_id: str,
+        kernel_id: str | None,
+        connection_file: str | None,
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.host = host
+        self.port = port
+        self.server_id = server_id
+        self.kernel_id = kernel_id
+        self.connection_file = connection_file
+
+    def __repr__(self) -> str:
+        return f"ServerInfo(url={self.url!r}, token='{self.token[:4]}…', connection_file={self.connection_file!r})"
+
+    def client_config(self, client: str = "generic") -> dict[str, Any]:
+        """A ready-to-paste client configuration (contains the token: treat it as a secret)."""
+        headers = {"Authorization": f"Bearer {self.token}"}
+        key = f"nbmcp-{(self.kernel_id or self.server_id)[:8]}"
+        if client == "claude":
+            # Claude Desktop launches stdio commands only; the bridge finds this kernel's server itself.
+            bridge_args = ["bridge", "--kernel-id", self.kernel_id] if self.kernel_id else ["bridge", "--url", self.url]
+            return {"mcpServers": {key: {"command": "nbmcp", "args": bridge_args}}}
+        if client == "claude-code":
+            return {"mcpServers": {key: {"type": "http", "url": self.url, "headers": headers}}}
+        if client == "vscode":
+            return {"servers": {key: {"type": "http", "url": self.url, "headers": headers}}}
+        if client == "cursor":
+            return {"mcpServers": {key: {"url": self.url, "headers": headers}}}
+        if client == "generic":
+            return {"url": self.url, "headers": headers, "transport": "streamable-http"}
+        raise ValueError(f"unknown client {client!r}; choose claude, claude-code, vscode, cursor or generic")
+
+
+class InKernelServer:
+    """An :class:`~nbmcp.server.NbMCPServer` served over HTTP on a daemon thread, with its connection file."""
+
+    def __init__(
+        self,
+        mcp_server: Any,
+        *,
+        host: str,
+        port: int,
+        token: str,
+        allowed_origins: Iterable[str],
+        kernel_id: str | None = None,
+    ) -> None:
+        if host not in ("127.0.0.1", "localhost", "::1") and not token:
+            raise ValueError(f"binding {host} exposes the kernel beyond this machine: a token is required")
+        self.mcp_server = mcp_server
+        sock = bind_socket(host, port)
+        self.host, self.port = sock.getsockname()[:2]
+        hosts, origins = loopback_names(self.host, self.port)
+        self.security = SecurityMiddleware(
+            mcp_server.app(), token=token, allowed_hosts=hosts, allowed_origins=[*origins, *allowed_origins]
+        )
+        capture.install()
+        try:
+            self.running = RunningServer(self.security, sock)
+        except BaseException:
+            capture.uninstall()
+            raise
+        assert self.running.loop is not None
+        mcp_server.attach_loop(self.running.loop)
+        self.server_id = kernel_id or f"pid{os.getpid()}"
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        self.info = ServerInfo(
+            url=f"http://{shown}:{self.port}/mcp",
+            token=token,
+            host=self.host,
+            port=self.port,
+            server_id=self.server_id,
+            kernel_id=kernel_id,
+            connection_file=None,
+        )
+        self._write_connection_file()
+
+    def _write_connection_file(self) -> None:
+        path = discovery.write_connection_file(
+            self.server_id,
+            {
+                "url": self.info.url,
+                "token": self.info.token,
+                "pid": os.getpid(),
+                "kernel_id": self.info.kernel_id,
+                "server_id": self.server_id,
+                "version": __version__,
+            },
+        )
+        self.info.connection_file = str(path)
+
+    def rotate_token(self) -> str:
+        token = secrets.token_urlsafe(32)
+        self.security.set_token(token)
+        self.info.token = token
+        self._write_connection_file()
+        return token
+
+    def stop(self) -> None:
+        try:
+            self.running.stop()
+        finally:
+            self.mcp_server.close()
+            discovery.remove_connection_file(self.info.connection_file)
+            capture.uninstall()
+
+
+_current: InKernelServer | None = None
+_current_lock = threading.Lock()
+
+
+def start_server(
+    *,
+    port: int | None = None,
+    token: str | None = None,
+    ip: str | None = None,
+    shell: Any = None,
+    registry: Any = None,
+    main_thread_runner: Any = None,
+    execute_runner: Any = None,
+    **options: Any,
+) -> ServerInfo:
+    """Start this process's MCP server (idempotent: returns the running one's info)."""
+    global _current
+    with _current_lock:
+        if _current is not None:
+            return _current.info
+        config = load_config(shell, port=port, token=token, ip=ip, **options)
+        kernel_id = _kernel_id()
+        server = NbMCPServer(
+            registry if registry is not None else default_registry,
+            output_budget=config.output_budget,
+            image_max_px=config.image_max_px,
+            mode="tools" if config.effective_mode == "execute" and execute_runner is None else config.effective_mode,
+            approval_policy=config.approval_policy,
+            approval_timeout=config.approval_timeout,
+            main_thread_timeout=config.main_thread_timeout,
+            main_thread_runner=main_thread_runner,
+            execute_runner=execute_runner,
+        )
+        _current = InKernelServer(
+            server,
+            host=config.ip,
+            port=config.port,
+            token=config.token or secrets.token_urlsafe(32),
+            allowed_origins=config.allowed_origins,
+            kernel_id=kernel_id,
+        )
+        _current.config = config  # type: ignore[attr-defined]
+        running = _current
+        try:
+            from .audit import AuditLog
+
+            running.audit = AuditLog(  # type: ignore[attr-defined]
+                config.audit_log or None, server_id=running.server_id, secret=lambda: running.info.token
+            )
+        except BaseException:
+            _current = None
+            running.stop()
+            raise
+        server.call_listeners.append(running.audit)  # type: ignore[attr-defined]
+        return _current.info
+
+
+def stop_server() -> None:
+    global _current
+    with _current_lock:
+        server, _current = _current, None
+    if server is not None:
+        try:
+            server.stop()
+        finally:
+            audit = getattr(server, "audit", None)
+            if audit is not None:
+                audit.close()
+
+
+def running_info() -> ServerInfo | None:
+    server = _current
+    return server.info if server is not None else None
+
+
+def current_server() -> InKernelServer | None:
+    return _current
+
+
+def _kernel_id() -> str | None:
+    """The id of the kernel this process is, from its connection file name (``kernel-<id>.json``)."""
+    if "ipykernel" not in sys.modules:
+        return None
+    try:
+        from ipykernel.connect import get_connection_file
+
+        name = os.path.basename(get_connection_file())
+    except Exception:
+        return None
+    stem = name.removesuffix(".json")
+    return stem.removeprefix("kernel-") or None

@@ -1,0 +1,64 @@
+"""The opt-in `execute` tool of the in-kernel server: off by default, main thread, between cells."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import pytest
+from mcp.types import TextContent
+
+from tests.conftest import KernelHandle, connect
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
+
+
+@pytest.fixture(scope="module")
+def server(kernel: KernelHandle) -> dict:
+    kernel.run("%load_ext nbmcp\nimport nbmcp").raise_for_error()
+    return kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
+
+
+def text_of(result) -> str:
+    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+
+
+async def test_execute_is_off_until_the_user_turns_it_on(server: dict, kernel: KernelHandle) -> None:
+    async with connect(server["url"], server["token"]) as client:
+        assert "execute" not in {t.name for t in (await client.list_tools()).tools}
+        kernel.run("%mcp approve all\n%mcp allow-execute").raise_for_error()
+        assert "execute" in {t.name for t in (await client.list_tools()).tools}
+
+
+async def test_execute_runs_in_the_user_namespace_and_returns_output(server: dict, kernel: KernelHandle) -> None:
+    kernel.run("%mcp approve all\n%mcp mode execute").raise_for_error()
+    async with connect(server["url"], server["token"]) as client:
+        result = await client.call_tool("execute", {"code": "answer = 41\nprint('side effect')\nanswer + 1"})
+        assert not result.is_error, text_of(result)
+        assert text_of(result) == "side effect\n42"
+        assert kernel.value("answer") == 41  # the user's namespace, live
+        failed = await client.call_tool("execute", {"code": "1 / 0"})
+        assert failed.is_error and "ZeroDivisionError" in text_of(failed)
+
+
+async def test_execute_waits_for_the_running_cell(server: dict, kernel: KernelHandle) -> None:
+    kernel.run("%mcp approve all\n%mcp mode execute").raise_for_error()
+    msg_id = kernel.start_cell("import time\ntime.sleep(1.5)\nmarker = 'cell finished'")
+    try:
+        async with connect(server["url"], server["token"]) as client:
+            started = time.monotonic()
+            with anyio.fail_after(30):
+                result = await client.call_tool("execute", {"code": "marker"})
+            # It ran after the cell, on the main thread: it sees the cell's result.
+            assert text_of(result) == "cell finished"
+            assert time.monotonic() - started > 0.5
+    finally:
+        kernel.wait_idle(msg_id, timeout=30)
+
+
+async def test_execute_without_approval_policy_and_no_panel_is_denied(server: dict, kernel: KernelHandle) -> None:
+    kernel.run("%mcp approve ask\n%mcp mode execute").raise_for_error()
+    async with connect(server["url"], server["token"]) as client:
+        result = await client.call_tool("execute", {"code": "1"})
+        assert result.is_error and "%mcp panel" in text_of(result)
+    kernel.run("%mcp mode tools").raise_for_error()

@@ -1,0 +1,124 @@
+"""`nbmcp serve --existing` (a kernel started by jupyter_client) and `--server-url` (a real Jupyter Server)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from mcp import Client
+
+from tests.conftest import free_port, start_kernel
+from tests.serve.test_tools import serve_params, text_of
+
+pytestmark = pytest.mark.anyio
+
+JUPYTER_TOKEN = "remote-test-token-0123456789"
+
+
+@pytest.mark.timeout(90)
+async def test_existing_kernel_is_shared_and_never_shut_down(tmp_path: Path) -> None:
+    handle = start_kernel()
+    try:
+        handle.run("from_human = [1, 2, 3]").raise_for_error()
+        params = serve_params("--existing", handle.km.connection_file, "--no-record", cwd=tmp_path)
+        async with Client(params) as client:
+            result = await client.call_tool("execute", {"code": "sum(from_human)"})
+            assert result.content[0].text == "6"
+            assert result.structured_content["kernel"]["mode"] == "attached"
+            assert result.structured_content["kernel"]["id"] == handle.kernel_id
+            listed = await client.call_tool("list_variables", {})
+            assert "from_human" in {v["name"] for v in listed.structured_content["variables"]}
+            timed = await client.call_tool("execute", {"code": "import time\ntime.sleep(30)", "timeout": 1})
+            assert timed.structured_content["status"] == "timeout"
+            refused = await client.call_tool("restart", {})
+            assert refused.is_error and "attached" in text_of(refused)
+            await client.call_tool("execute", {"code": "from_assistant = 'hi'"})
+        # the server exited; the human's kernel lives on, with the assistant's work in it
+        assert handle.km.is_alive()
+        assert handle.run("from_assistant").result == "'hi'"
+    finally:
+        handle.shutdown()
+
+
+@pytest.fixture(scope="module")
+def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("jupyter")
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "jupyter_server", "--allow-root", "--no-browser", f"--port={port}",
+        "--ip=127.0.0.1", f"--ServerApp.token={JUPYTER_TOKEN}", f"--ServerApp.root_dir={root}",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                r = httpx.get(url + "api/status", headers={"Authorization": f"token {JUPYTER_TOKEN}"}, timeout=2)
+                if r.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, "jupyter server exited"
+            time.sleep(0.1)
+        else:
+            raise AssertionError("jupyter server did not start")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def kernels(url: str) -> list[dict]:
+    return httpx.get(url + "api/kernels", headers={"Authorization": f"token {JUPYTER_TOKEN}"}).json()
+
+
+@pytest.mark.timeout(120)
+async def test_server_url_starts_drives_and_deletes_a_remote_kernel(jupyter_server: str, tmp_path: Path) -> None:
+    before = {k["id"] for k in kernels(jupyter_server)}
+    env_params = serve_params("--server-url", jupyter_server, "--no-record", cwd=tmp_path)
+    env_params.env = {**(env_params.env or os.environ), "JUPYTER_TOKEN": JUPYTER_TOKEN}  # token not in argv
+    async with Client(env_params) as client:
+        result = await client.call_tool("execute", {"code": "x = 21\nprint('hello', flush=True)\nx * 2"})
+        assert [b.text for b in result.content[:2]] == ["hello\n", "42"]
+        kernel = result.structured_content["kernel"]
+        assert kernel["mode"] == "remote" and kernel["server"] == jupyter_server
+        assert kernel["id"] in {k["id"] for k in kernels(jupyter_server)} - before
+
+        started = time.monotonic()
+        timed = await client.call_tool("execute", {"code": "import time\ntime.sleep(60)", "timeout": 1})
+        assert timed.structured_content["status"] == "timeout"
+        assert time.monotonic() - started < 3  # interrupted through the REST API
+        assert (await client.call_tool("execute", {"code": "x"})).content[0].text == "21"
+
+        rows = await client.call_tool("list_variables", {})
+        assert "x" in {v["name"] for v in rows.structured_content["variables"]}
+
+        restarted = await client.call_tool("restart", {})
+        assert not restarted.is_error, text_of(restarted)
+        gone = await client.call_tool("execute", {"code": "'x' in globals()"})
+        assert gone.content[0].text == "False"
+    # we started it, so it is deleted when we exit
+    deadline = time.monotonic() + 10
+    while kernel["id"] in {k["id"] for k in kernels(jupyter_server)} and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert kernel["id"] not in {k["id"] for k in kernels(jupyter_server)}
+
+
+@pytest.mark.timeout(60)
+async def test_server_url_with_a_wrong_token_is_a_clear_error(jupyter_server: str, tmp_path: Path) -> None:
+    params = serve_params("--server-url", jupyter_server, "--server-token", "wrong", "--no-record", cwd=tmp_path)
+    async with Client(params) as client:
+        result = await client.call_tool("execute", {"code": "1"})
+    assert result.is_error and ("403" in text_of(result) or "401" in text_of(result))
+    assert "--server-token" in text_of(result)
