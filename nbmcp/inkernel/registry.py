@@ -12,7 +12,7 @@ import sys
 import threading
 import typing
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any, Literal
 
 __all__ = [
@@ -20,13 +20,14 @@ __all__ = [
     "PromptSpec",
     "Registry",
     "RegistryEvent",
+    "RegistrySnapshot",
     "ResourceSpec",
     "ToolSpec",
     "default_registry",
     "parse_docstring",
 ]
 
-EventKind = Literal["tools", "prompts", "resources", "objects", "object_changed"]
+EventKind = Literal["tools", "prompts", "resources", "objects"]
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,17 @@ class ToolSpec:
     param_descriptions: dict[str, str] = field(default_factory=dict)
     title: str | None = None
     read_only: bool = False
-    confirm: bool = False
+    requires_approval: bool = False
     timeout: float | None = None
     main_thread: bool = False
     enabled: bool = True
     builtin: bool = False
+    # TRANSITIONAL: the old name, accepted and readable until api.py and widgets.py say requires_approval.
+    confirm: InitVar[bool] = False
+
+    def __post_init__(self, confirm: bool) -> None:
+        self.requires_approval = self.requires_approval or confirm
+        self.__dict__["confirm"] = self.requires_approval
 
 
 @dataclass
@@ -108,6 +115,16 @@ class ExposedObject:
                 f"variable {self.variable!r} is not defined in the namespace any more; "
                 f"define it again or call nbmcp.unexpose({self.name!r})"
             ) from None
+
+
+@dataclass(frozen=True)
+class RegistrySnapshot:
+    """What the registry held at one moment: shallow copies, safe to read on any thread without the lock."""
+
+    tools: dict[str, ToolSpec]
+    prompts: dict[str, PromptSpec]
+    resources: dict[str, ResourceSpec]
+    objects: dict[str, ExposedObject]
 
 
 def parse_docstring(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
@@ -186,6 +203,11 @@ class Registry:
 
         return unsubscribe
 
+    def snapshot(self) -> RegistrySnapshot:
+        """Copies of the four tables, taken together under the lock."""
+        with self._lock:
+            return RegistrySnapshot(dict(self.tools), dict(self.prompts), dict(self.resources), dict(self.objects))
+
     def emit(self, event: RegistryEvent) -> None:
         with self._lock:
             listeners = list(self._listeners.values())
@@ -244,12 +266,6 @@ class Registry:
             self.resources[spec.uri] = spec
         self.emit(RegistryEvent("resources", spec.uri))
 
-    def remove_resource(self, uri: str) -> None:
-        with self._lock:
-            if self.resources.pop(uri, None) is None:
-                raise KeyError(f"no resource at {uri!r}")
-        self.emit(RegistryEvent("resources", uri))
-
     # -- exposed objects -----------------------------------------------------------------------
 
     def expose(
@@ -260,17 +276,26 @@ class Registry:
         description: str = "",
         namespace: Mapping[str, Any] | None = None,
     ) -> ExposedObject:
-        """Publish ``obj`` (a reference) or, when ``obj`` is a string, the variable of that name."""
-        if isinstance(obj, str):
-            if namespace is None:
-                raise ValueError(f"expose({obj!r}) needs a namespace to look the variable up in")
-            if obj not in namespace:
-                raise NameError(f"name {obj!r} is not defined; assign it first or pass the object itself")
-            exposed = ExposedObject(name or obj, description, variable=obj, namespace=namespace)
-        else:
-            if not name:
-                raise ValueError("expose(obj) needs a name: nbmcp.expose(df, 'sales')")
-            exposed = ExposedObject(name, description, target=obj)
+        """Publish the value ``obj`` (any type, strings included) under ``name``: mutations are live.
+
+        TRANSITIONAL: ``namespace`` with a string ``obj`` still follows the variable of that name, until
+        api.py and magics.py call :meth:`expose_variable`.
+        """
+        if namespace is not None and isinstance(obj, str):
+            return self.expose_variable(obj, namespace, name=name, description=description)
+        if not name:
+            raise ValueError("expose(obj) needs a name: nbmcp.expose(df, 'sales')")
+        return self._publish(ExposedObject(name, description, target=obj))
+
+    def expose_variable(
+        self, variable: str, namespace: Mapping[str, Any], *, name: str | None = None, description: str = ""
+    ) -> ExposedObject:
+        """Publish the variable ``variable`` of ``namespace``, looked up on every read: rebinding it is live."""
+        if variable not in namespace:
+            raise NameError(f"name {variable!r} is not defined; assign it first or pass the object itself")
+        return self._publish(ExposedObject(name or variable, description, variable=variable, namespace=namespace))
+
+    def _publish(self, exposed: ExposedObject) -> ExposedObject:
         if not exposed.name.isidentifier():
             raise ValueError(f"object name {exposed.name!r} must be a Python identifier (it goes into URIs)")
         with self._lock:

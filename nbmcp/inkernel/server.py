@@ -59,7 +59,7 @@ from ..sdk import announce_list_changes, connection_of, quiet_mcp_server
 from . import capture
 from .registry import PromptSpec, Registry, RegistryEvent, ResourceSpec, ToolSpec, parse_docstring
 
-__all__ = ["OBJECT_TEMPLATES", "CallRecord", "NbMCPServer"]
+__all__ = ["OBJECT_TEMPLATES", "CallRecord", "ClientRecord", "NbMCPServer", "ServerSnapshot"]
 
 OBJECTS_URI = "nbmcp://objects"
 OBJECT_TEMPLATES = {
@@ -104,6 +104,17 @@ class ClientRecord:
     first_seen: float
     last_seen: float
     requests: int = 0
+
+
+@dataclass(frozen=True)
+class ServerSnapshot:
+    """What the server serves and has seen, at one moment: plain data, safe to hand to any thread."""
+
+    mode: str
+    served_tools: dict[str, ToolSpec]
+    clients: list[ClientRecord]  # newest first
+    calls: list[CallRecord]  # oldest first
+    subscribed: list[str]
 
 
 @dataclass
@@ -262,6 +273,17 @@ class NbMCPServer:
             "under nbmcp://objects. Values are live: they reflect the notebook's current state."
         )
 
+    def snapshot(self) -> ServerSnapshot:
+        """Mode, served tools, clients, recent calls and subscribed URIs, taken together under the lock."""
+        with self._lock:
+            return ServerSnapshot(
+                mode=self._mode,
+                served_tools=dict(self._served_tools),
+                clients=sorted(self.clients.values(), key=lambda c: -c.last_seen),
+                calls=list(self.calls),
+                subscribed=list(self._subscriptions),
+            )
+
     # -- permission mode -----------------------------------------------------------------------
 
     @property
@@ -286,8 +308,7 @@ class NbMCPServer:
                 continue
             desired[spec.name] = spec
         if self._mode != "read-only":
-            with self.registry._lock:
-                user = dict(self.registry.tools)
+            user = self.registry.snapshot().tools
             desired.update({name: spec for name, spec in user.items() if spec.enabled})
         return desired
 
@@ -301,8 +322,7 @@ class NbMCPServer:
     def sync_prompts(self) -> None:
         """Make the SDK's prompts match the registry; announce a change if there was one."""
         with self._lock:
-            with self.registry._lock:
-                desired = dict(self.registry.prompts)
+            desired = self.registry.snapshot().prompts
             changed = _mirror(self._served_prompts, desired, self._add_sdk_prompt, self.mcp.remove_prompt)
         if changed:
             self._announce("prompts")
@@ -367,7 +387,7 @@ class NbMCPServer:
     async def _run_tool(self, spec: ToolSpec, kwargs: dict[str, Any], context_param: str | None) -> CallToolResult:
         user_kwargs = {k: v for k, v in kwargs.items() if k != context_param}
         try:
-            if spec.confirm:
+            if spec.requires_approval:
                 await self._approve(spec.name, user_kwargs)
             value, printed, displays = await self._invoke(spec, kwargs)
         except ApprovalDenied as exc:
@@ -484,7 +504,7 @@ class NbMCPServer:
                 param_descriptions=params,
                 read_only=read_only,
                 main_thread=fn is execute,
-                confirm=fn is execute,  # code execution in the user's kernel always asks the owner
+                requires_approval=fn is execute,  # code execution in the user's kernel always asks the owner
                 timeout=None,
                 builtin=True,
             )
@@ -502,8 +522,7 @@ class NbMCPServer:
         return self._exposed(name).get()
 
     def object_index(self) -> list[dict[str, Any]]:
-        with self.registry._lock:
-            exposed = [o for o in self.registry.objects.values() if o.enabled]
+        exposed = [o for o in self.registry.snapshot().objects.values() if o.enabled]
         index = []
         for obj in exposed:
             entry: dict[str, Any] = {
@@ -573,9 +592,9 @@ class NbMCPServer:
                 mime_type="application/json",
             )
         ]
-        with self.registry._lock:
-            exposed = [o for o in self.registry.objects.values() if o.enabled]
-            user = [r for r in self.registry.resources.values() if r.enabled and not r.is_template]
+        registered = self.registry.snapshot()
+        exposed = [o for o in registered.objects.values() if o.enabled]
+        user = [r for r in registered.resources.values() if r.enabled and not r.is_template]
         for obj in exposed:
             resources.append(
                 Resource(
@@ -618,8 +637,7 @@ class NbMCPServer:
                 mime_type="text/plain",
             ),
         ]
-        with self.registry._lock:
-            user = [r for r in self.registry.resources.values() if r.enabled and r.is_template]
+        user = [r for r in self.registry.snapshot().resources.values() if r.enabled and r.is_template]
         templates += [
             ResourceTemplate(uri_template=s.uri, name=s.name, description=s.description, mime_type=s.mime_type)
             for s in user
@@ -674,8 +692,7 @@ class NbMCPServer:
         ]
 
     def _match_user_resource(self, uri: str) -> tuple[ResourceSpec | None, dict[str, Any]]:
-        with self.registry._lock:
-            specs = [s for s in self.registry.resources.values() if s.enabled]
+        specs = [s for s in self.registry.snapshot().resources.values() if s.enabled]
         for spec in specs:
             if not spec.is_template and spec.uri == uri:
                 return spec, {}
@@ -878,7 +895,8 @@ class NbMCPServer:
         finally:
             _call_notes.reset(token)
             record.duration_ms = (time.perf_counter() - started) * 1000
-            self.calls.append(record)
+            with self._lock:
+                self.calls.append(record)
             for listener in list(self.call_listeners):
                 with contextlib.suppress(Exception):
                     listener(record)
