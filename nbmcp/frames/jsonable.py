@@ -1,0 +1,78 @@
+"""Cell values (and any nested Python data) made strict-JSON-safe for MCP structured content."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import math
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from .backends import is_series
+
+__all__ = ["to_jsonable"]
+
+_MAX_DEPTH = 20
+_MAX_OPAQUE_CHARS = 200
+
+
+def _opaque(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = object.__repr__(value)
+    if len(text) > _MAX_OPAQUE_CHARS:
+        text = text[: _MAX_OPAQUE_CHARS - 1] + "…"
+    return text
+
+
+def to_jsonable(value: Any, _depth: int = 0) -> Any:
+    """A JSON-safe copy of ``value``: datetimes -> ISO strings, NaN/NaT/NA -> None, ±inf -> "inf"/"-inf",
+    numpy scalars/arrays -> Python, Decimal/UUID -> str, bytes -> bounded repr, mappings/sequences
+    recursively (keys become strings), anything else -> bounded repr."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return float(value)
+    tname = type(value).__name__
+    if tname in ("NaTType", "NAType"):
+        return None
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value.isoformat()
+    if isinstance(value, _dt.timedelta):
+        return str(value)
+    if isinstance(value, (decimal.Decimal, uuid.UUID)):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _opaque(bytes(value))
+    if _depth >= _MAX_DEPTH:
+        return _opaque(value)
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(v, _depth + 1) for v in value]
+    module = type(value).__module__ or ""
+    if module == "numpy" or module.startswith("numpy."):
+        if tname in ("datetime64", "timedelta64"):
+            return None if str(value) in ("NaT", "nat") else str(value)
+        if tname == "ndarray":
+            return to_jsonable(value.tolist(), _depth + 1)
+        item = getattr(value, "item", None)
+        if callable(item):
+            try:
+                return to_jsonable(item(), _depth + 1)
+            except Exception:
+                return _opaque(value)
+    if is_series(value):  # nested pandas/polars/arrow list cells
+        try:
+            return to_jsonable(value.to_list(), _depth + 1)
+        except Exception:
+            return _opaque(value)
+    return _opaque(value)
