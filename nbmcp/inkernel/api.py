@@ -6,6 +6,7 @@ server starts.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -48,9 +49,10 @@ def tool(
     title: str | None = None,
     description: str | None = None,
     read_only: bool = False,
-    confirm: bool = False,
+    requires_approval: bool = False,
     timeout: float | None = None,
     main_thread: bool = False,
+    confirm: bool | None = None,
 ) -> Callable[[F], F]: ...
 def tool(
     fn: Callable[..., Any] | None = None,
@@ -60,9 +62,10 @@ def tool(
     title: str | None = None,
     description: str | None = None,
     read_only: bool = False,
-    confirm: bool = False,
+    requires_approval: bool = False,
     timeout: float | None = None,
     main_thread: bool = False,
+    confirm: bool | None = None,
 ) -> Any:
     """Publish a function as an MCP tool; returns the function unchanged.
 
@@ -74,10 +77,18 @@ def tool(
         title: human-readable title.
         description: overrides the docstring.
         read_only: tell clients the tool changes nothing.
-        confirm: ask the notebook's owner to approve each call.
+        requires_approval: each call waits for the notebook owner's approval (in the panel, ``%mcp panel``).
         timeout: seconds before a call is abandoned with an error.
         main_thread: run on the kernel's main thread, between cells.
+        confirm: deprecated spelling of ``requires_approval``.
     """
+    if confirm is not None:
+        warnings.warn(
+            "@nbmcp.tool(confirm=...) is deprecated: write @nbmcp.tool(requires_approval=...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        requires_approval = requires_approval or confirm
 
     def register(func: F) -> F:
         check_signature(func, what="tool")
@@ -93,7 +104,7 @@ def tool(
                 param_descriptions=params,
                 title=title,
                 read_only=read_only,
-                confirm=confirm,
+                requires_approval=requires_approval,
                 timeout=timeout,
                 main_thread=main_thread,
             )
@@ -139,14 +150,40 @@ def resource(
     return register
 
 
-def expose(obj: Any, name: str | None = None, *, description: str = "") -> None:
-    """Publish an object (or, given a string, the variable of that name) as live MCP resources.
+_NOTHING: Any = object()
 
-    ``expose(df, "sales")`` follows the object: mutations are live. ``expose("sales")`` follows the
-    name in the user namespace: rebinding ``sales = ...`` in a later cell is live too.
+
+@overload
+def expose(obj: Any, name: str, *, description: str = "") -> None: ...
+@overload
+def expose(*, variable: str, name: str | None = None, description: str = "") -> None: ...
+def expose(obj: Any = _NOTHING, name: str | None = None, *, variable: str | None = None, description: str = "") -> None:
+    """Publish a value, or a variable of the notebook, as live MCP resources (``nbmcp://objects/{name}``).
+
+    ``expose(df, "sales")`` publishes the value (any value, a string too): mutations are live.
+    ``expose(variable="sales")`` follows the variable in the caller's namespace: rebinding ``sales = ...`` in a
+    later cell is live too; ``name`` defaults to the variable's name.
+
+    The old spelling ``expose("sales")`` (one string, no name) still follows the variable, with a
+    ``DeprecationWarning``.
     """
-    namespace = caller_namespace() if isinstance(obj, str) else None
-    default_registry.expose(obj, name, description=description, namespace=namespace)
+    if variable is not None:
+        if obj is not _NOTHING:
+            raise TypeError("expose() takes a value or variable=..., not both")
+        default_registry.expose_variable(variable, caller_namespace(), name=name, description=description)
+        return
+    if obj is _NOTHING:
+        raise TypeError("expose() needs a value and a name, e.g. expose(df, 'sales'), or variable='sales'")
+    if isinstance(obj, str) and name is None:
+        warnings.warn(
+            f"expose({obj!r}) is deprecated: write expose(variable={obj!r}) to follow the variable, "
+            f"or expose(value, {obj!r}) to publish a value",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        default_registry.expose_variable(obj, caller_namespace(), description=description)
+        return
+    default_registry.expose(obj, name, description=description)
 
 
 def unexpose(name: str) -> None:
@@ -156,8 +193,8 @@ def unexpose(name: str) -> None:
 
 def start(port: int | None = None, token: str | None = None, ip: str | None = None, **options: Any) -> ServerInfo:
     """Start the MCP server on a background thread (or return the running one's info)."""
-    from .extension import running_shell, start_in_shell
     from .lifecycle import start_server
+    from .shell import running_shell, start_in_shell
 
     shell = running_shell()
     if shell is not None:
@@ -181,7 +218,7 @@ def info() -> ServerInfo | None:
 
 def panel() -> Any:
     """An ipywidgets panel: server state, clients, tools, live calls and approvals."""
-    from .widgets import show_panel
+    from .panel import show_panel
 
     return show_panel()
 

@@ -1,4 +1,8 @@
-"""``%mcp``: one line magic over the Python API."""
+"""``%mcp``: one line magic over the Python API.
+
+Every subcommand is a thin layer over a public function or snapshot; bad input raises ``UsageError`` with
+what to type instead.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 
 from . import lifecycle
+from .approvals import pending_approvals
 from .registry import default_registry
+from .shell import banner, start_in_shell
 
 USAGE = """\
 %mcp                      status: URL, clients, tools, resources
@@ -29,6 +35,8 @@ USAGE = """\
 
 @magics_class
 class NbMCPMagics(Magics):
+    """The ``%mcp`` line magic; ``%load_ext nbmcp`` registers it."""
+
     @line_magic
     def mcp(self, line: str) -> Any:
         """Control the in-kernel MCP server. `%mcp help` lists the subcommands."""
@@ -66,25 +74,25 @@ class NbMCPMagics(Magics):
         if server is None:
             print("nbmcp: not running (`%mcp start`)")
             return
-        mcp = server.mcp_server
+        served = server.mcp_server.snapshot()
+        registered = default_registry.snapshot()
         now = time.time()
-        clients = [c for c in mcp.clients.values() if now - c.last_seen < 3600]
-        objects = sorted(default_registry.objects)
-        print(f"nbmcp: serving {server.info.url} (mode: {mcp.mode})")
+        clients = [c for c in served.clients if now - c.last_seen < 3600]
+        print(f"nbmcp: serving {server.info.url} (mode: {served.mode})")
         print(f"  clients:   {', '.join(sorted({c.name for c in clients})) or '(none yet)'}")
-        print(f"  tools:     {', '.join(sorted(mcp._served_tools)) or '(none)'}")
-        print(f"  objects:   {', '.join(objects) or '(none: nbmcp.expose(df, name))'}")
-        print(f"  prompts:   {', '.join(sorted(default_registry.prompts)) or '(none)'}")
-        print(f"  resources: {', '.join(sorted(default_registry.resources)) or '(only nbmcp://objects)'}")
+        print(f"  tools:     {', '.join(sorted(served.served_tools)) or '(none)'}")
+        print(f"  objects:   {', '.join(sorted(registered.objects)) or '(none: nbmcp.expose(df, name))'}")
+        print(f"  prompts:   {', '.join(sorted(registered.prompts)) or '(none)'}")
+        print(f"  resources: {', '.join(sorted(registered.resources)) or '(only nbmcp://objects)'}")
 
     def _cmd_tools(self, args: list[str]) -> None:
         self._no_args(args, "tools")
-        mcp = self._server().mcp_server
-        for name, spec in sorted(mcp._served_tools.items()):
+        served = self._server().mcp_server.snapshot()
+        for name, spec in sorted(served.served_tools.items()):
             origin = "built-in" if spec.builtin else "user"
             first_line = (spec.description or "").strip().splitlines()[0:1]
             print(f"{name:24} {origin:8} {first_line[0] if first_line else ''}")
-        disabled = [n for n, s in default_registry.tools.items() if not s.enabled]
+        disabled = [n for n, s in default_registry.snapshot().tools.items() if not s.enabled]
         if disabled:
             print(f"(disabled: {', '.join(sorted(disabled))})")
 
@@ -97,7 +105,7 @@ class NbMCPMagics(Magics):
             raise UsageError("usage: %mcp expose NAME [--as ALIAS]")
         namespace = self.shell.user_ns if self.shell is not None else {}
         try:
-            default_registry.expose(name, alias, namespace=namespace)
+            default_registry.expose_variable(name, namespace, name=alias)
         except (NameError, ValueError) as exc:
             raise UsageError(str(exc)) from None
         print(f"nbmcp: exposed {name!r} as nbmcp://objects/{alias or name}")
@@ -130,7 +138,7 @@ class NbMCPMagics(Magics):
         if len(args) > 1 or count < 1:
             raise UsageError("usage: %mcp log [N] with N >= 1")
         server = self._server()
-        calls = list(server.mcp_server.calls)[-count:]
+        calls = server.mcp_server.snapshot().calls[-count:]
         audit = getattr(server, "audit", None)
         if not calls:
             print("nbmcp: no calls yet" + (f" (audit log: {audit.path})" if audit is not None else ""))
@@ -145,7 +153,7 @@ class NbMCPMagics(Magics):
 
     def _cmd_panel(self, args: list[str]) -> Any:
         self._no_args(args, "panel")
-        from .widgets import show_panel
+        from .panel import show_panel  # ipywidgets loads only when a panel is asked for
 
         return show_panel()
 
@@ -168,8 +176,6 @@ class NbMCPMagics(Magics):
     def _cmd_approve(self, args: list[str]) -> None:
         if not args:
             mcp = self._server().mcp_server
-            from .widgets import pending_approvals
-
             waiting = ", ".join(f"{p['tool']} (from {p['client']})" for p in pending_approvals()) or "none"
             print(f"nbmcp: approval policy {mcp.approval_policy!r}, timeout {mcp.approval_timeout:g} s")
             print(f"  waiting for approval: {waiting}")
@@ -181,10 +187,9 @@ class NbMCPMagics(Magics):
 
     def _cmd_start(self, args: list[str]) -> None:
         self._no_args(args, "start")
-        from .extension import banner, start_in_shell
-
-        if lifecycle.running_info() is not None:
-            print(f"nbmcp: already serving {lifecycle.running_info().url}")  # type: ignore[union-attr]
+        running = lifecycle.running_info()
+        if running is not None:
+            print(f"nbmcp: already serving {running.url}")
             return
         print(banner(start_in_shell(self.shell)))
 

@@ -1,4 +1,4 @@
-"""Approvals end to end: a real kernel, ``%load_ext nbmcp``, an SDK client calling ``confirm=True`` tools.
+"""Approvals end to end: a real kernel, ``%load_ext nbmcp``, an SDK client calling tools that need approval.
 
 The owner's side is driven in the kernel through the panel's Python API (what its buttons call) and, once,
 through the Jupyter comm protocol exactly as a frontend sends a button click.
@@ -26,10 +26,10 @@ def server(kernel: KernelHandle) -> dict[str, Any]:
     kernel.run("%load_ext nbmcp").raise_for_error()
     kernel.run(
         """
-import nbmcp, nbmcp.inkernel.widgets
+import nbmcp, nbmcp.inkernel.approvals, nbmcp.inkernel.panel
 runs = []
 
-@nbmcp.tool(confirm=True)
+@nbmcp.tool(requires_approval=True)
 def drop_table(name: str, cascade: bool = False) -> str:
     '''Drop a table (asks the notebook's owner first).'''
     runs.append(name)
@@ -50,7 +50,7 @@ def open_panel(kernel: KernelHandle) -> None:
 
 def close_panels(kernel: KernelHandle) -> None:
     kernel.run(
-        "while nbmcp.inkernel.widgets.current_panel() is not None:\n    nbmcp.inkernel.widgets.current_panel().close()"
+        "while nbmcp.inkernel.panel.current_panel() is not None:\n    nbmcp.inkernel.panel.current_panel().close()"
     ).raise_for_error()
 
 
@@ -58,7 +58,7 @@ async def wait_pending(kernel: KernelHandle, count: int = 1, timeout: float = 15
     """Poll the kernel (without blocking the client's event loop) until ``count`` calls wait for approval."""
     with anyio.fail_after(timeout):
         while True:
-            pending = await anyio.to_thread.run_sync(kernel.value, "nbmcp.inkernel.widgets.pending_approvals()")
+            pending = await anyio.to_thread.run_sync(kernel.value, "nbmcp.inkernel.approvals.pending_approvals()")
             if len(pending) >= count:
                 return pending
             await anyio.sleep(0.05)
@@ -123,7 +123,7 @@ async def test_approve_runs_the_call(server: dict, kernel: KernelHandle, mode: s
             shown = await wait_value(
                 kernel,
                 "[[getattr(c, 'value', None) or c.description for c in r.children]"
-                " for r in nbmcp.inkernel.widgets.current_panel()._approvals.children]",
+                " for r in nbmcp.inkernel.panel.current_panel()._approvals.children]",
                 lambda rows: len(rows) == 1,
             )
             assert len(shown) == 1 and "drop_table" in shown[0][0] and "sales" in shown[0][0]
@@ -133,7 +133,7 @@ async def test_approve_runs_the_call(server: dict, kernel: KernelHandle, mode: s
     assert not result.is_error, text_of(result)
     assert text_of(result) == "dropped sales"
     assert kernel.value("runs") == ["sales"]
-    assert kernel.value("nbmcp.inkernel.widgets.pending_approvals()") == []
+    assert kernel.value("nbmcp.inkernel.approvals.pending_approvals()") == []
     assert kernel.value("nbmcp.inkernel.lifecycle.current_server().mcp_server.calls[-1].outcome") == "ok"
 
 
@@ -172,7 +172,7 @@ async def test_no_answer_times_out_and_denies(server: dict, kernel: KernelHandle
     assert "did not answer within 1 s" in text_of(result) and "declined" in text_of(result)
     assert 0.9 < elapsed < 10
     assert kernel.value("runs") == []
-    assert kernel.value("nbmcp.inkernel.widgets.pending_approvals()") == []
+    assert kernel.value("nbmcp.inkernel.approvals.pending_approvals()") == []
     with pytest.raises(AssertionError, match="LookupError"):  # nothing left to approve
         kernel.run("_panel.approve()").raise_for_error()
 
@@ -191,7 +191,7 @@ async def test_a_button_click_from_the_frontend_approves(server: dict, kernel: K
         (pending,) = await wait_pending(kernel)
         button = await anyio.to_thread.run_sync(
             kernel.value,
-            f"nbmcp.inkernel.widgets.current_panel()._approval_rows[{pending['id']!r}].children[1].model_id",
+            f"nbmcp.inkernel.panel.current_panel()._approval_rows[{pending['id']!r}].children[1].model_id",
         )
         message = kernel.kc.session.msg(
             "comm_msg", {"comm_id": button, "data": {"method": "custom", "content": {"event": "click"}}}
@@ -288,7 +288,7 @@ async def test_a_click_on_a_subshell_is_handled_while_a_cell_runs(server: dict, 
         (pending,) = await wait_pending(kernel)
         button = await wait_value(
             kernel,
-            f"[r.children[1].model_id for i, r in nbmcp.inkernel.widgets.current_panel()._approval_rows.items()"
+            f"[r.children[1].model_id for i, r in nbmcp.inkernel.panel.current_panel()._approval_rows.items()"
             f" if i == {pending['id']!r}]",
             lambda ids: len(ids) == 1,
         )

@@ -138,7 +138,7 @@ def echo(text: str) -> str:
 def fail(text: str) -> str:
     raise ValueError(f"refused {text}")
 
-@nbmcp.tool(confirm=True)
+@nbmcp.tool(requires_approval=True)
 def risky() -> str:
     return "ran"
 """

@@ -1,6 +1,6 @@
 """The panel in a real browser: JupyterLab on loopback with a token, Debian's chromium driven by Playwright.
 
-A notebook shows ``nbmcp.panel()`` and then runs a long cell; an SDK client calls a ``confirm=True`` tool
+A notebook shows ``nbmcp.panel()`` and then runs a long cell; an SDK client calls a tool that needs approval
 three times: the test sees each request appear in the panel, clicks Approve (the client gets the result),
 clicks Deny (a declined error), and for the third sets the panel's timeout to 2 s and waits (denied).
 JupyterLab 4.6 sends widget comm messages over a kernel subshell, so the clicks work while the cell runs.
@@ -40,7 +40,7 @@ SETUP_CELL = '''\
 %load_ext nbmcp
 import nbmcp
 
-@nbmcp.tool(confirm=True)
+@nbmcp.tool(requires_approval=True)
 def launch(target: str, count: int = 1) -> str:
     """Launch something: asks the notebook's owner first."""
     return f"launched {count} x {target}"

@@ -29,7 +29,7 @@ def server(kernel: KernelHandle) -> dict[str, Any]:
     kernel.run("%load_ext nbmcp").raise_for_error()
     kernel.run(
         """
-import nbmcp, nbmcp.inkernel.widgets
+import nbmcp, nbmcp.inkernel.approvals, nbmcp.inkernel.panel
 
 @nbmcp.tool
 def hello(name: str = "world") -> str:
@@ -93,7 +93,7 @@ def test_the_panel_is_a_widget_and_showing_it_twice_shares_one_model(server: dic
     (second,) = displayed(kernel, "%mcp panel")
     assert WIDGET_VIEW in first and WIDGET_VIEW in second
     assert first[WIDGET_VIEW]["model_id"] == second[WIDGET_VIEW]["model_id"] == kernel.value("_panel.model_id")
-    assert kernel.value("len(nbmcp.inkernel.widgets._controller.open_panels())") == 1
+    assert kernel.value("len(nbmcp.inkernel.panel.open_panels())") == 1
     header = kernel.value("_panel._header.value")
     assert server["url"] in header and "tools" in header
     assert kernel.value("_panel._mode.value") == "tools" and kernel.value("_panel._policy.value") == "ask"
@@ -227,7 +227,8 @@ async def test_the_panel_follows_the_server_across_stop_and_start(server: dict, 
     # Re-attached: the new server asks this panel for approvals.
     assert await eventually(
         kernel,
-        "nbmcp.inkernel.lifecycle.current_server().mcp_server.approver is nbmcp.inkernel.widgets._controller._approver",
+        "nbmcp.inkernel.approvals.broker.approver is not None and"
+        " nbmcp.inkernel.lifecycle.current_server().mcp_server.approver is nbmcp.inkernel.approvals.broker.approver",
         lambda v: v is True,
     )
 
@@ -242,19 +243,19 @@ def in_process_server() -> Iterator[Any]:
     try:
         yield http.current_server()
     finally:
-        import nbmcp.inkernel.widgets
+        import nbmcp.inkernel.panel
 
-        panel = nbmcp.inkernel.widgets.current_panel()
+        panel = nbmcp.inkernel.panel.current_panel()
         if panel is not None:
             panel.close()
         nbmcp.stop()
 
 
 async def test_outside_a_kernel_the_panel_reports_problems_and_denies_approvals(in_process_server: Any) -> None:
-    import nbmcp.inkernel.widgets
+    import nbmcp.inkernel.panel
     from nbmcp.exceptions import ApprovalDenied
 
-    panel = nbmcp.inkernel.widgets.show_panel()
+    panel = nbmcp.inkernel.panel.show_panel()
     assert panel.is_open  # a dummy comm: there is no frontend behind it
     panel._mode.value = "execute"  # as if clicked: execute needs a kernel here
     assert in_process_server.mcp_server.mode == "tools"
@@ -274,7 +275,7 @@ async def test_outside_a_kernel_the_panel_reports_problems_and_denies_approvals(
 def test_closing_the_panel_closes_every_widget_model_it_made(server: dict, kernel: KernelHandle) -> None:
     """No comm leaks: the panel's widgets, their layouts and styles all close with it."""
     kernel.run("import ipywidgets; _before = set(ipywidgets.Widget.widgets)").raise_for_error()
-    code = "_extra = nbmcp.inkernel.widgets.Panel()\n_extra_ids = set(ipywidgets.Widget.widgets) - _before"
+    code = "_extra = nbmcp.inkernel.panel.Panel()\n_extra_ids = set(ipywidgets.Widget.widgets) - _before"
     kernel.run(code).raise_for_error()
     assert kernel.value("len(_extra_ids)") > 20
     kernel.run("_extra.close()").raise_for_error()

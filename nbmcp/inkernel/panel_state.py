@@ -1,0 +1,216 @@
+"""What the panel shows, and the hub that keeps every open panel current.
+
+All panels draw from one :class:`PanelHub`, so a panel shown twice (or two panels) always agree. While a panel
+is open the hub listens to the running server and has the approval broker serve as its ``approver``; with no
+panel open, the broker lets go and approvals are denied at once.
+
+Threads: server events (calls, list changes, approval requests) only set a flag; one updater thread takes a
+:class:`PanelState` from the servers' public snapshots and redraws the panels, at most every ``MIN_INTERVAL``
+seconds, so a call is not slowed by drawing and the panel updates while a cell runs. No widgets here: a panel
+is anything with ``is_open``, ``created`` and ``draw(state)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from . import lifecycle
+from .approvals import ApprovalBroker, PendingApproval, broker
+
+if TYPE_CHECKING:
+    from .registry import ToolSpec
+    from .server import CallRecord, ClientRecord, NbMCPServer
+
+__all__ = ["CALLS_SHOWN", "PanelHub", "PanelState", "PanelView", "hub"]
+
+MIN_INTERVAL = 0.05  # seconds between redraws at most (bursts of calls coalesce)
+IDLE_INTERVAL = 1.0  # seconds between checks for a started/stopped server and approval countdowns
+CALLS_SHOWN = 15
+
+
+class PanelView(Protocol):
+    """What the hub needs of a panel."""
+
+    @property
+    def is_open(self) -> bool: ...
+    @property
+    def created(self) -> float: ...
+    def draw(self, state: PanelState) -> None: ...
+
+
+@dataclass(frozen=True)
+class PanelState:
+    """Everything a panel shows, at one moment: plain data, safe to hand to any thread."""
+
+    running: bool
+    message: str
+    pending: list[PendingApproval]
+    url: str = ""
+    mode: str = ""
+    can_execute: bool = False
+    policy: str = "ask"
+    timeout: float = 0.0
+    clients: list[ClientRecord] = field(default_factory=list)  # newest first
+    calls: list[CallRecord] = field(default_factory=list)  # the last CALLS_SHOWN, oldest first
+    builtin: list[str] = field(default_factory=list)  # built-in tools served
+    served: set[str] = field(default_factory=set)  # every tool name served in the current mode
+    user_tools: dict[str, ToolSpec] = field(default_factory=dict)
+    objects: dict[str, bool] = field(default_factory=dict)  # exposed name -> enabled
+    resources: dict[str, bool] = field(default_factory=dict)  # user resource URI -> enabled
+    audit: str | None = None  # the audit log's path
+
+
+class PanelHub:
+    """The open panels, the server they show, and the updater thread."""
+
+    def __init__(self, approvals: ApprovalBroker) -> None:
+        self._lock = threading.RLock()
+        self._panels: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._approvals = approvals
+        self._server: Any = None  # the InKernelServer listened to
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_draw = 0.0
+        self.message = ""
+        """A line for the panels (e.g. why a mode could not be set); cleared by a successful change."""
+        approvals.on_change(self.wake)
+
+    # -- panels --------------------------------------------------------------------------------
+
+    def add_panel(self, panel: PanelView) -> None:
+        """Show this hub's state in ``panel`` from now on (it leaves when it closes)."""
+        with self._lock:
+            self._panels.add(panel)
+            self._attach(lifecycle.current_server())
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="nbmcp-panel", daemon=True)
+                self._thread.start()
+        self.wake()
+
+    def panel_closed(self) -> None:
+        """With no panel left open, stop approving now (waiting calls are denied)."""
+        with self._lock:
+            if not self.open_panels():
+                self._attach(None, "the approval panel was closed")
+        self.wake()
+
+    def open_panels(self) -> list[Any]:
+        with self._lock:
+            return [p for p in self._panels if p.is_open]
+
+    def wake(self) -> None:
+        """Redraw soon (cheap, any thread)."""
+        self._wake.set()
+
+    def report(self, error: Exception | None) -> None:
+        """Show why a change from a panel failed (None clears the message)."""
+        self.message = f"{type(error).__name__}: {error}" if error else ""
+        self.wake()
+
+    # -- the server ----------------------------------------------------------------------------
+
+    def _attach(self, server: Any, reason: str = "the nbmcp server was stopped") -> None:
+        """Listen to ``server`` (an InKernelServer or None) and approve its calls; leave the previous one."""
+        with self._lock:
+            if server is self._server:
+                return
+            if self._server is not None:
+                old = self._server.mcp_server
+                with contextlib.suppress(ValueError):
+                    old.call_listeners.remove(self._on_call)
+                with contextlib.suppress(ValueError):
+                    old.change_listeners.remove(self._on_change)
+            self._approvals.release(reason)
+            self._server = server
+            if server is not None:
+                mcp = server.mcp_server
+                mcp.call_listeners.append(self._on_call)
+                mcp.change_listeners.append(self._on_change)
+                self._approvals.serve(mcp, lambda: bool(self.open_panels()))
+
+    def _on_call(self, record: Any) -> None:  # server thread: keep it cheap
+        self._wake.set()
+
+    def _on_change(self, what: str) -> None:
+        self._wake.set()
+
+    def require_server(self) -> NbMCPServer:
+        """The server the panels show (or the running one); RuntimeError saying how to start one."""
+        server = self._server or lifecycle.current_server()
+        if server is None:
+            raise RuntimeError("the MCP server is not running: `%mcp start` starts it")
+        return server.mcp_server
+
+    def set_tool_enabled(self, name: str, enabled: bool) -> None:
+        self.require_server().registry.set_tool_enabled(name, enabled)
+
+    def set_resource_enabled(self, kind: str, key: str, enabled: bool) -> None:
+        """Enable or disable an exposed object (``kind="objects"``) or a user resource (``"resources"``)."""
+        registry = self.require_server().registry
+        if kind == "objects":
+            registry.set_object_enabled(key, enabled)
+        else:
+            registry.set_resource_enabled(key, enabled)
+
+    # -- the updater thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(IDLE_INTERVAL)
+            # Coalesce bursts: never redraw more often than every MIN_INTERVAL.
+            pause = self._last_draw + MIN_INTERVAL - time.monotonic()
+            if pause > 0:
+                threading.Event().wait(pause)
+            self._wake.clear()
+            with self._lock:
+                panels = self.open_panels()
+                if not panels:
+                    self._attach(None, "the approval panel was closed")
+                    self._thread = None
+                    return
+                self._attach(lifecycle.current_server())
+            try:
+                state = self.state()
+                for panel in panels:
+                    panel.draw(state)
+            except Exception as exc:  # keep drawing later; say what went wrong in the panel
+                self.message = f"panel update failed: {type(exc).__name__}: {exc}"
+            self._last_draw = time.monotonic()
+
+    def state(self) -> PanelState:
+        """What the panels show now, from the server's and the registry's snapshots."""
+        server = self._server
+        pending = self._approvals.pending()
+        if server is None:
+            return PanelState(running=False, message=self.message, pending=pending)
+        mcp = server.mcp_server
+        served = mcp.snapshot()
+        registered = mcp.registry.snapshot()
+        audit = getattr(server, "audit", None)
+        return PanelState(
+            running=True,
+            message=self.message,
+            pending=pending,
+            url=server.info.url,
+            mode=served.mode,
+            can_execute=mcp.execute_runner is not None,
+            policy=mcp.approval_policy,
+            timeout=float(mcp.approval_timeout),
+            clients=served.clients,
+            calls=served.calls[-CALLS_SHOWN:],
+            builtin=sorted(name for name, spec in served.served_tools.items() if spec.builtin),
+            served=set(served.served_tools),
+            user_tools=registered.tools,
+            objects={name: obj.enabled for name, obj in registered.objects.items()},
+            resources={uri: spec.enabled for uri, spec in registered.resources.items()},
+            audit=str(audit.path) if audit is not None else None,
+        )
+
+
+hub = PanelHub(broker)
+"""The kernel's one hub: every panel registers here."""
