@@ -6,6 +6,8 @@ through the Jupyter comm protocol exactly as a frontend sends a button click.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -76,6 +78,13 @@ async def wait_value(kernel: KernelHandle, expression: str, ready: Any, timeout:
 
 async def in_kernel(kernel: KernelHandle, code: str) -> Any:
     return (await anyio.to_thread.run_sync(kernel.run, code)).raise_for_error()
+
+
+def test_the_broker_needs_no_widgets() -> None:
+    """Approvals are plain Python: deciding a call (from code, a test, another frontend) loads no ipywidgets."""
+    code = "import sys, nbmcp.inkernel.approvals as a; a.pending_approvals(); print('ipywidgets' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "False"
 
 
 @pytest.mark.parametrize("mode", MODES)
