@@ -1,9 +1,9 @@
 """The JSONL audit log: one line per served call (tool, resource read, prompt).
 
-Attached to :class:`~nbmcp.server.NbMCPServer` as a call listener. The listener runs on the server's event
-loop right after each call, so it only puts the record on a queue (about a microsecond); a writer thread
-formats lines and appends them in batches. Arguments are never written, only their digest and size, and
-the bearer token is redacted from every line should a tool's error message ever contain it.
+The in-kernel server's lifecycle attaches an :class:`AuditLog` as a call listener. The listener runs on the
+server's event loop right after each call, so it only puts the record on a queue (about a microsecond); a
+writer thread formats lines and appends them in batches. Arguments are never written, only their digest and
+size, and the bearer token is redacted from every line should a tool's error message ever contain it.
 
 Each line::
 
@@ -43,7 +43,7 @@ def default_path() -> Path:
 
 
 class AuditLog:
-    """Appends one JSON line per :class:`~nbmcp.server.CallRecord`; call it as a call listener.
+    """Appends one JSON line per call record (the server's ``CallRecord``); call it as a call listener.
 
     ``secret`` returns the current token (it may be rotated) so that it can be redacted.
     """
