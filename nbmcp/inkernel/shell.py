@@ -82,8 +82,8 @@ def execute_in_shell(shell: Any, code: str) -> list[Any]:
         value = eval(compile(last_expr, "<mcp-execute>", "eval"), namespace) if last_expr is not None else None
     for output in captured.outputs:
         outputs.extend(content.convert_mime_bundle(output.data, output.metadata, image_max_px=image_max_px).content)
-    if value is not None:
-        outputs.extend(content.convert(value, image_max_px=image_max_px).content)
+    # As the cell's Out would show it (IPython's formatter: a tuple is `(5, 2)`), like `nbmcp serve`'s execute.
+    outputs.extend(content.convert_display(value, image_max_px=image_max_px).content)
     return outputs
 
 

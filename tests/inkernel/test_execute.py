@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import time
 
 import anyio
 import pytest
-from mcp.types import TextContent
+from mcp.types import ImageContent, TextContent
 
 from tests.conftest import KernelHandle, connect
 
@@ -41,6 +43,36 @@ async def test_execute_runs_in_the_user_namespace_and_returns_output(server: dic
         assert failed.is_error and "ZeroDivisionError" in text_of(failed)
 
 
+async def test_execute_shows_values_as_the_cell_would(server: dict, kernel: KernelHandle) -> None:
+    """One converter for cell values: IPython's display formatter, as ``nbmcp serve`` shows a kernel's result."""
+    kernel.run("%mcp approve all\n%mcp mode execute").raise_for_error()
+    async with connect(server["url"], server["token"]) as client:
+        result = await client.call_tool("execute", {"code": "(5, 2)"})
+        assert not result.is_error, text_of(result)
+        assert text_of(result) == "(5, 2)"
+        assert text_of(await client.call_tool("execute", {"code": "'text'"})) == "'text'"  # as Out shows it
+
+
+async def test_execute_downscales_images_to_the_servers_limit(server: dict, kernel: KernelHandle) -> None:
+    kernel.run("%mcp approve all\n%mcp mode execute").raise_for_error()
+    served = "nbmcp.inkernel.lifecycle.current_server().mcp_server"
+    kernel.run(f"_old_max_px = {served}.image_max_px\n{served}.image_max_px = 64").raise_for_error()
+    code = "from PIL import Image\nfrom IPython.display import display\nimg = Image.new('RGB', (400, 200))\n"
+    try:
+        async with connect(server["url"], server["token"]) as client:
+            result = await client.call_tool("execute", {"code": code + "display(img)\nimg"})
+    finally:
+        kernel.run(f"{served}.image_max_px = _old_max_px").raise_for_error()
+    assert not result.is_error, text_of(result)
+    images = [c for c in result.content if isinstance(c, ImageContent)]
+    assert len(images) == 2  # the one displayed and the cell's value
+    from PIL import Image
+
+    for image in images:
+        with Image.open(io.BytesIO(base64.b64decode(image.data))) as decoded:
+            assert decoded.size == (64, 32)
+
+
 async def test_execute_waits_for_the_running_cell(server: dict, kernel: KernelHandle) -> None:
     kernel.run("%mcp approve all\n%mcp mode execute").raise_for_error()
     msg_id = kernel.start_cell("import time\ntime.sleep(1.5)\nmarker = 'cell finished'")
@@ -50,7 +82,7 @@ async def test_execute_waits_for_the_running_cell(server: dict, kernel: KernelHa
             with anyio.fail_after(30):
                 result = await client.call_tool("execute", {"code": "marker"})
             # It ran after the cell, on the main thread: it sees the cell's result.
-            assert text_of(result) == "cell finished"
+            assert text_of(result) == "'cell finished'"  # the value as the cell's Out shows it
             assert time.monotonic() - started > 0.5
     finally:
         kernel.wait_idle(msg_id, timeout=30)
