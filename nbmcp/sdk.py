@@ -1,7 +1,8 @@
 """What nbmcp needs from the MCP SDK beyond its public constructor, in one place.
 
 Each helper here works around one thing the SDK does that a Jupyter library must not (configure root
-logging) or does not do yet (announce list changes to handshake-era clients, name a request's connection).
+logging) or does not do yet (announce list changes to handshake-era clients, name a request's connection,
+register a request handler ``MCPServer`` has no decorator for).
 The three servers (in-kernel, ``nbmcp serve``, the Jupyter Server extension) build their ``MCPServer``
 through :func:`quiet_mcp_server`.
 """
@@ -9,10 +10,10 @@ through :func:`quiet_mcp_server`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-__all__ = ["announce_list_changes", "connection_of", "quiet_mcp_server"]
+__all__ = ["add_request_handler", "announce_list_changes", "connection_of", "quiet_mcp_server"]
 
 S = TypeVar("S")
 
@@ -53,3 +54,14 @@ def connection_of(session: Any) -> Any:
     ``ServerSession`` keeps it private, but it is the documented home of per-connection state.
     """
     return getattr(session, "_connection", None) if session is not None else None
+
+
+def add_request_handler(
+    mcp: Any, method: str, params_type: type[Any], handler: Callable[[Any, Any], Awaitable[Any]]
+) -> None:
+    """Serve ``method`` (e.g. ``resources/subscribe``) with ``handler(ctx, params)`` on ``mcp``'s low-level server.
+
+    ``MCPServer`` has no public hook for the handshake era's subscribe/unsubscribe or ``logging/setLevel``;
+    the low-level server's ``add_request_handler`` is public, the way to reach it is not.
+    """
+    mcp._lowlevel_server.add_request_handler(method, params_type, handler)

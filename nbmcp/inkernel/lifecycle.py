@@ -1,4 +1,5 @@
-"""The process's in-kernel server: start and stop it, its connection file, and how clients reach it."""
+"""The process's in-kernel server: :class:`InKernelServer` serves an ``NbMCPServer`` over HTTP with a connection
+file; ``start_server``/``stop_server`` keep the one per process; :class:`ServerInfo` says how clients reach it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from .. import discovery
 from .._version import __version__
 from ..transport import RunningServer, SecurityMiddleware, bind_socket, loopback_names
 from . import capture
-from .config import load_config
+from .audit import AuditLog
+from .config import NbMCP, load_config
 from .registry import default_registry
 from .server import NbMCPServer
 
@@ -65,26 +67,44 @@ class ServerInfo:
 
 
 class InKernelServer:
-    """An :class:`~nbmcp.server.NbMCPServer` served over HTTP on a daemon thread, with its connection file."""
+    """An :class:`~nbmcp.inkernel.server.NbMCPServer` served over HTTP on a daemon thread, with its connection
+    file and, when started from a ``config``, the audit log its settings name."""
 
     def __init__(
         self,
-        mcp_server: Any,
+        mcp_server: NbMCPServer,
         *,
         host: str,
         port: int,
         token: str,
         allowed_origins: Iterable[str],
         kernel_id: str | None = None,
+        config: NbMCP | None = None,
     ) -> None:
         if host not in ("127.0.0.1", "localhost", "::1") and not token:
             raise ValueError(f"binding {host} exposes the kernel beyond this machine: a token is required")
         self.mcp_server = mcp_server
+        self.config = config
+        self.server_id = kernel_id or f"pid{os.getpid()}"
+        self.audit: AuditLog | None = None
+        if config is not None:
+            # The token may be rotated: the log asks for the current one when it redacts.
+            self.audit = AuditLog(config.audit_log or None, server_id=self.server_id, secret=lambda: self.info.token)
+        try:
+            self._serve(host, port, token, allowed_origins, kernel_id)
+        except BaseException:
+            if self.audit is not None:
+                self.audit.close()
+            raise
+        if self.audit is not None:
+            mcp_server.call_listeners.append(self.audit)
+
+    def _serve(self, host: str, port: int, token: str, allowed_origins: Iterable[str], kernel_id: str | None) -> None:
         sock = bind_socket(host, port)
         self.host, self.port = sock.getsockname()[:2]
         hosts, origins = loopback_names(self.host, self.port)
         self.security = SecurityMiddleware(
-            mcp_server.app(), token=token, allowed_hosts=hosts, allowed_origins=[*origins, *allowed_origins]
+            self.mcp_server.app(), token=token, allowed_hosts=hosts, allowed_origins=[*origins, *allowed_origins]
         )
         capture.install()
         try:
@@ -93,8 +113,7 @@ class InKernelServer:
             capture.uninstall()
             raise
         assert self.running.loop is not None
-        mcp_server.attach_loop(self.running.loop)
-        self.server_id = kernel_id or f"pid{os.getpid()}"
+        self.mcp_server.attach_loop(self.running.loop)
         shown = f"[{self.host}]" if ":" in self.host else self.host
         self.info = ServerInfo(
             url=f"http://{shown}:{self.port}/mcp",
@@ -105,7 +124,13 @@ class InKernelServer:
             kernel_id=kernel_id,
             connection_file=None,
         )
-        self._write_connection_file()
+        try:
+            self._write_connection_file()
+        except BaseException:
+            self.running.stop()
+            self.mcp_server.close()
+            capture.uninstall()
+            raise
 
     def _write_connection_file(self) -> None:
         path = discovery.write_connection_file(
@@ -129,12 +154,15 @@ class InKernelServer:
         return token
 
     def stop(self) -> None:
+        """Stop serving: port freed, threads joined, connection file removed, audit log flushed and closed."""
         try:
             self.running.stop()
         finally:
             self.mcp_server.close()
             discovery.remove_connection_file(self.info.connection_file)
             capture.uninstall()
+            if self.audit is not None:
+                self.audit.close()
 
 
 _current: InKernelServer | None = None
@@ -177,20 +205,8 @@ def start_server(
             token=config.token or secrets.token_urlsafe(32),
             allowed_origins=config.allowed_origins,
             kernel_id=kernel_id,
+            config=config,
         )
-        _current.config = config  # type: ignore[attr-defined]
-        running = _current
-        try:
-            from .audit import AuditLog
-
-            running.audit = AuditLog(  # type: ignore[attr-defined]
-                config.audit_log or None, server_id=running.server_id, secret=lambda: running.info.token
-            )
-        except BaseException:
-            _current = None
-            running.stop()
-            raise
-        server.call_listeners.append(running.audit)  # type: ignore[attr-defined]
         return _current.info
 
 
@@ -199,12 +215,7 @@ def stop_server() -> None:
     with _current_lock:
         server, _current = _current, None
     if server is not None:
-        try:
-            server.stop()
-        finally:
-            audit = getattr(server, "audit", None)
-            if audit is not None:
-                audit.close()
+        server.stop()
 
 
 def running_info() -> ServerInfo | None:

@@ -1,0 +1,154 @@
+"""The call pipeline of the in-kernel server: from an MCP ``tools/call`` to the user's function and back.
+
+Each tool is served through a shim with the user's signature (so the SDK builds the schema from their type
+hints and docstring) that asks for approval where the tool requires it, runs the function — on a worker
+thread with a timeout, on the kernel's main thread between cells, or awaited — captures what it prints and
+displays, and converts the value, or the error, to MCP content within the output budget. Errors become
+results the client can read (the SDK alone would answer only "Error executing tool NAME").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import typing
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, cast
+
+import anyio
+import anyio.to_thread
+from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult, TextContent
+from pydantic import Field
+
+from .. import content
+from ..exceptions import ApprovalDenied, ToolTimeout
+from . import capture
+from .activity import current_client, mark_outcome
+from .registry import ToolSpec
+
+__all__ = ["Approver", "CallPipeline", "MainThreadRunner"]
+
+Approver = Callable[[str, dict[str, Any], str], Awaitable[bool]]
+"""``approver(tool, arguments, client) -> approved``: asks the notebook's owner (the approval panel)."""
+MainThreadRunner = Callable[[Callable[[], Any]], concurrent.futures.Future[Any]]
+"""Runs a callable on the kernel's main thread between cells (given by the IPython extension)."""
+
+APPROVAL_POLICIES = ("ask", "all", "none")
+
+
+class CallPipeline:
+    """Runs tool calls. ``approver`` and ``approval_policy`` may change while the server runs (the panel)."""
+
+    def __init__(
+        self,
+        *,
+        outputs: content.OutputStore,
+        output_budget: int,
+        image_max_px: int,
+        approval_policy: str = "ask",
+        main_thread_timeout: float = 60.0,
+        main_thread_runner: MainThreadRunner | None = None,
+    ) -> None:
+        self.outputs = outputs
+        self.output_budget = output_budget
+        self.image_max_px = image_max_px
+        self.approval_policy = approval_policy
+        self.approver: Approver | None = None
+        self.main_thread_timeout = main_thread_timeout
+        self.main_thread_runner = main_thread_runner
+
+    def shim(self, spec: ToolSpec) -> Callable[..., Awaitable[CallToolResult]]:
+        """An async function with the user's parameters (and their docs) that runs the pipeline for ``spec``."""
+        hints = typing.get_type_hints(spec.fn, include_extras=True)
+        signature = inspect.signature(spec.fn)
+        params = []
+        for param in signature.parameters.values():
+            annotation = hints.get(param.name, Any if param.annotation is param.empty else param.annotation)
+            description = spec.param_descriptions.get(param.name)
+            if description and not _is_context(annotation):
+                annotation = Annotated[annotation, Field(description=description)]
+            params.append(param.replace(annotation=annotation))
+        context_param = next((p.name for p in params if _is_context(p.annotation)), None)
+
+        async def shim(**kwargs: Any) -> CallToolResult:
+            return await self.run(spec, kwargs, context_param)
+
+        # The SDK reads the schema from the signature; a plain function has no typed __signature__ slot.
+        cast(Any, shim).__signature__ = signature.replace(parameters=params, return_annotation=inspect.Signature.empty)
+        shim.__annotations__ = {p.name: p.annotation for p in params}
+        shim.__name__ = spec.name
+        shim.__doc__ = spec.description
+        return shim
+
+    async def run(self, spec: ToolSpec, kwargs: dict[str, Any], context_param: str | None = None) -> CallToolResult:
+        """Call ``spec``'s function with ``kwargs``; every outcome is a result, a denial marked as such."""
+        try:
+            if spec.requires_approval:
+                await self.approve(spec.name, {k: v for k, v in kwargs.items() if k != context_param})
+            value, printed, displays = await self._invoke(spec, kwargs)
+        except ApprovalDenied as exc:
+            return mark_outcome(_error_result(str(exc)), "denied")
+        except ToolTimeout as exc:
+            return _error_result(f"tool {spec.name!r} did not finish within {exc.seconds:g} s")
+        except Exception as exc:
+            return content.apply_budget(content.exception_converted(exc), self.output_budget, self.outputs).to_result()
+        converted = content.convert(value, image_max_px=self.image_max_px)
+        shown = [content.convert_mime_bundle(data, meta, image_max_px=self.image_max_px) for data, meta in displays]
+        before = ([TextContent(type="text", text=printed.rstrip("\n"))] if printed.strip() else []) + [
+            block for item in shown for block in item.content
+        ]
+        converted.content[:0] = before
+        return content.apply_budget(converted, self.output_budget, self.outputs).to_result()
+
+    async def approve(self, tool: str, arguments: dict[str, Any]) -> None:
+        """Return if the call may go ahead; raise :class:`ApprovalDenied` saying why not."""
+        policy = self.approval_policy
+        if policy == "all":
+            return
+        if policy == "none":
+            raise ApprovalDenied(f"the notebook's owner does not allow {tool!r} (approval policy: none)")
+        if self.approver is None:
+            raise ApprovalDenied(
+                f"{tool!r} needs the notebook owner's approval, but no approval panel is open: "
+                "ask them to run `%mcp panel` in the notebook"
+            )
+        if not await self.approver(tool, arguments, current_client.get()):
+            raise ApprovalDenied(f"the notebook's owner declined the call to {tool!r}")
+
+    async def _invoke(self, spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, str, list[Any]]:
+        """Run the user's function; returns its value, what it printed and what it displayed."""
+        fn = spec.fn
+        if inspect.iscoroutinefunction(fn):
+            with capture.capture_output() as buffer, anyio.move_on_after(spec.timeout) as scope:
+                value = await fn(**kwargs)
+            if scope.cancelled_caught:
+                raise ToolTimeout(spec.timeout or 0)
+            return value, buffer.getvalue(), []
+
+        def call() -> tuple[Any, str, list[Any]]:
+            with capture.capture_output() as buffer, capture.capture_displays() as displays:
+                value = fn(**kwargs)
+            return value, buffer.getvalue(), displays
+
+        if spec.main_thread and self.main_thread_runner is not None:
+            future = self.main_thread_runner(call)
+            timeout = spec.timeout or self.main_thread_timeout
+            done, _ = await asyncio.wait([asyncio.wrap_future(future)], timeout=timeout)
+            if not done:
+                future.cancel()  # still queued behind a cell: it will not run
+                raise ToolTimeout(timeout)
+            return future.result()
+        with anyio.move_on_after(spec.timeout):
+            # abandon_on_cancel: a tool that never returns must not hold the call (or the server) hostage.
+            return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+        raise ToolTimeout(spec.timeout or 0)
+
+
+def _is_context(annotation: Any) -> bool:
+    return inspect.isclass(annotation) and issubclass(annotation, Context)
+
+
+def _error_result(text: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
