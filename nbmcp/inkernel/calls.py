@@ -100,7 +100,10 @@ class CallPipeline:
             block for item in shown for block in item.content
         ]
         converted.content[:0] = before
-        return content.apply_budget(converted, self.output_budget, self.outputs).to_result()
+        budgeted = content.apply_budget(
+            converted, self.output_budget, self.outputs, budget_structured=spec.budget_structured
+        )
+        return budgeted.to_result()
 
     async def approve(self, tool: str, arguments: dict[str, Any]) -> None:
         """Return if the call may go ahead; raise :class:`ApprovalDenied` saying why not."""

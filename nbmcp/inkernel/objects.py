@@ -172,7 +172,10 @@ class ObjectViews:
             """
             return _table_result(*self.rows(name, offset, limit, columns))
 
-        return {fn.__name__: builtin_tool(fn, read_only=True) for fn in (list_objects, describe_object, read_rows)}
+        tools = [builtin_tool(fn, read_only=True) for fn in (list_objects, describe_object)]
+        # A page is bounded by its limit (at most frames.MAX_PAGE_ROWS rows): its rows stay whole.
+        tools.append(builtin_tool(read_rows, read_only=True, budget_structured=False))
+        return {spec.name: spec for spec in tools}
 
     # -- resources -----------------------------------------------------------------------------
 
@@ -300,6 +303,7 @@ def builtin_tool(
     read_only: bool = False,
     requires_approval: bool = False,
     main_thread: bool = False,
+    budget_structured: bool = True,
 ) -> ToolSpec:
     """A built-in tool's spec; its description is the docstring without the ``Args:`` section."""
     doc, params = parse_docstring(fn)
@@ -311,6 +315,7 @@ def builtin_tool(
         read_only=read_only,
         requires_approval=requires_approval,
         main_thread=main_thread,
+        budget_structured=budget_structured,
         builtin=True,
     )
 

@@ -53,6 +53,9 @@ class ToolSpec:
     main_thread: bool = False
     enabled: bool = True
     builtin: bool = False
+    # False for results whose structured content is bounded already (a page of rows the client asked for):
+    # the output budget then cuts only the text.
+    budget_structured: bool = True
     # TRANSITIONAL: the old name, accepted and readable until api.py and widgets.py say requires_approval.
     confirm: InitVar[bool] = False
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 from typing import Any
 
 import pytest
@@ -131,3 +132,17 @@ async def test_read_rows_columns_come_from_the_page() -> None:
     assert [r["v"] for r in page.structured_content["rows"]] == ["b", "c"]
     assert empty.structured_content["columns"] == page.structured_content["columns"]
     assert empty.structured_content["rows"] == [] and "No rows at offset 10" in text_of(empty)
+
+
+async def test_a_full_page_keeps_all_its_rows_in_structured_content() -> None:
+    pd = pytest.importorskip("pandas")
+    registry, server = served()
+    wide = pd.DataFrame({f"column_{i}": [f"value {i}-{n}" for n in range(2_000)] for i in range(6)})
+    registry.expose(wide, "wide")
+    async with Client(server.mcp) as client:
+        page = await client.call_tool("read_rows", {"name": "wide", "offset": 500, "limit": 1000})
+    assert not page.is_error
+    assert len(json.dumps(page.structured_content)) > server.output_budget  # over the budget, kept whole
+    rows = page.structured_content["rows"]
+    assert len(rows) == 1000 and rows[0]["column_5"] == "value 5-500" and rows[-1]["column_0"] == "value 0-1499"
+    assert len(text_of(page)) < server.output_budget + 500  # the text is still cut

@@ -107,5 +107,5 @@ def test_tools_registered_before_start_are_served_when_it_starts(kernel: KernelH
     kernel.run("import nbmcp\n@nbmcp.tool\ndef early() -> str:\n    return 'registered first'").raise_for_error()
     assert kernel.value("nbmcp.info() is None")  # with no server, nothing listens
     kernel.run("%load_ext nbmcp").raise_for_error()
-    served = kernel.value("sorted(nbmcp.inkernel.lifecycle.current_server().mcp_server._served_tools)")
+    served = kernel.value("sorted(nbmcp.inkernel.lifecycle.current_server().mcp_server.snapshot().served_tools)")
     assert "early" in served

@@ -115,7 +115,7 @@ def test_malformed_request_gets_a_jsonrpc_error_not_a_hang(configured: dict) -> 
 
 def test_no_execute_tool_without_opt_in(configured: dict) -> None:
     kernel: KernelHandle = configured["kernel"]
-    names = kernel.value("sorted(nbmcp.inkernel.lifecycle.current_server().mcp_server._served_tools)")
+    names = kernel.value("sorted(nbmcp.inkernel.lifecycle.current_server().mcp_server.snapshot().served_tools)")
     assert "execute" not in names
 
 
