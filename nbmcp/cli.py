@@ -99,66 +99,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import asyncio
-    import logging
+    from .serve.run import main as serve_main  # light: the MCP SDK is imported while the kernel boots
 
-    # an application may configure logging: warnings to stderr (stdout is the MCP channel on stdio)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="nbmcp: %(levelname)s %(message)s")
-    if args.server_token is None and args.server_url:
-        args.server_token = os.environ.get("JUPYTER_TOKEN") or os.environ.get("JPY_API_TOKEN")
-    if args.timeout <= 0:
-        raise ValueError("--timeout must be positive")
-    if args.output_budget < 100:
-        raise ValueError("--output-budget must be at least 100 characters")
-    root = (args.root or Path.cwd()).resolve()
-    if not root.is_dir():
-        raise ValueError(f"--root {root} is not a directory")
-    _skip_slow_imports()
-    asyncio.run(_serve_async(args, root))
-    return 0
-
-
-async def _serve_async(args: argparse.Namespace, root: Path) -> None:
-    from .serve.session import KernelSession  # light: jupyter_client only
-
-    launched = None
-    if not args.server_url and args.existing is None and (args.transport == "stdio" or args.shared):
-        # start the kernel process first: it boots while the MCP SDK and friends are imported
-        launched = await KernelSession.launch(args.kernel_name, cwd=root)
-    try:
-        from .serve.tools import ServeOptions, serve
-
-        options = ServeOptions(
-            kernel_name=args.kernel_name,
-            root=root,
-            existing=args.existing,
-            server_url=args.server_url,
-            server_token=args.server_token,
-            notebook=args.notebook.resolve() if args.notebook else None,
-            record=not args.no_record,
-            timeout=args.timeout,
-            output_budget=args.output_budget,
-            image_max_px=args.image_max_px,
-            read_only=args.read_only,
-            shared=args.shared,
-            transport=args.transport,
-            host=args.host,
-            port=args.port,
-        )
-    except BaseException:
-        if launched is not None:
-            await launched.shutdown()
-        raise
-    await serve(options, launched=launched)
-
-
-def _skip_slow_imports() -> None:
-    """Start-up time: ``jsonschema`` (via nbformat) imports ``rfc3987_syntax`` when it is installed, which
-    builds a Lark grammar at import -- about a second here -- only to check the ``iri`` string format,
-    which no notebook schema uses. In the ``nbmcp serve`` process (an application, not the library) we
-    tell Python it is absent; jsonschema treats it as an optional dependency."""
-    if "rfc3987_syntax" not in sys.modules and os.environ.get("NBMCP_KEEP_RFC3987") is None:
-        sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]
+    return serve_main(
+        {
+            "kernel_name": args.kernel_name,
+            "root": args.root,
+            "existing": args.existing,
+            "server_url": args.server_url,
+            "server_token": args.server_token,
+            "notebook": args.notebook,
+            "record": not args.no_record,
+            "timeout": args.timeout,
+            "output_budget": args.output_budget,
+            "image_max_px": args.image_max_px,
+            "read_only": args.read_only,
+            "shared": args.shared,
+            "transport": args.transport,
+            "host": args.host,
+            "port": args.port,
+        }
+    )
 
 
 def _bridge(args: argparse.Namespace) -> int:

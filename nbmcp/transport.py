@@ -1,5 +1,9 @@
 """HTTP transport for all three servers: loopback names, Host/Origin/token middleware, the socket, uvicorn.
 
+One uvicorn set-up (:func:`uvicorn_server`) runs either on a daemon thread with its own event loop
+(:class:`RunningServer`: the in-kernel server) or in an event loop that is already running
+(:func:`serve_app`: ``nbmcp serve --transport http``, the Jupyter Server extension).
+
 The SDK lets any ``http://localhost:*`` origin through and turns its checks off when bound to
 ``0.0.0.0``, so nbmcp checks Host and Origin itself, in front of the SDK app, against the exact address
 it is bound to.
@@ -8,14 +12,23 @@ it is bound to.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["RunningServer", "SecurityMiddleware", "bind_socket", "loopback_names", "serve_in_thread"]
+__all__ = [
+    "RunningServer",
+    "SecurityMiddleware",
+    "bind_socket",
+    "loopback_names",
+    "serve_app",
+    "serve_in_thread",
+    "uvicorn_server",
+]
 
 ASGIApp = Any
 
@@ -110,37 +123,69 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def uvicorn_server(app: ASGIApp, *, on_started: Callable[[], None] | None = None, **options: Any) -> Any:
+    """A ``uvicorn.Server`` for ``app`` as all three servers run it: no logging configuration (a library
+    configures none), no access log, no WebSockets, no signal handlers (the process's owner has them);
+    ``on_started()`` once it listens. ``options`` override ``uvicorn.Config`` settings."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,
+        **{
+            "log_config": None,
+            "access_log": False,
+            "lifespan": "on",
+            "ws": "none",
+            "timeout_graceful_shutdown": 2,
+            **options,
+        },
+    )
+
+    class Server(uvicorn.Server):
+        def capture_signals(self) -> Any:
+            return contextlib.nullcontext()
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if on_started is not None:
+                on_started()
+
+    return Server(config)
+
+
+async def serve_app(
+    app: ASGIApp,
+    sock: socket.socket,
+    *,
+    on_started: Callable[[], None] | None = None,
+    stop_timeout: float = 5.0,
+    **options: Any,
+) -> None:
+    """Serve ``app`` on ``sock`` in the running event loop until cancelled; then stop gracefully, waiting
+    at most ``stop_timeout`` seconds. ``on_started()`` is called once it listens."""
+    server = uvicorn_server(app, on_started=on_started, **options)
+    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+    try:
+        await asyncio.shield(serving)
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.shield(serving), stop_timeout)
+
+
 class RunningServer:
     """A uvicorn server running ``app`` on its own event loop in a daemon thread."""
 
     def __init__(self, app: ASGIApp, sock: socket.socket, *, name: str = "nbmcp-http") -> None:
-        import uvicorn
-
         self.sock = sock
         self.host, self.port = sock.getsockname()[:2]
-        config = uvicorn.Config(
-            app,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=2,
-            ws="none",
-        )
         self._started = threading.Event()
         self._error: BaseException | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
-
-        started = self._started
-
-        class _Server(uvicorn.Server):
-            async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-                await super().startup(sockets)
-                started.set()
-
-        self._server = _Server(config)
+        self._server = uvicorn_server(app, on_started=self._started.set)
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
-        if not started.wait(timeout=30) or self._server.should_exit:
+        if not self._started.wait(timeout=30) or self._server.should_exit:
             self.stop()
             raise RuntimeError(f"the MCP HTTP server did not start: {self._error!r}")
 
@@ -176,4 +221,5 @@ class RunningServer:
 
 
 def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
+    """``app`` served on a daemon thread at ``host:port`` (port 0: any free one)."""
     return RunningServer(app, bind_socket(host, port))

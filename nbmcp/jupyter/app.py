@@ -45,7 +45,6 @@ class NbMCPServerExtension(ExtensionApp):
         self.kernels: Any = None
         self.mcp_server: Any = None
         self.upstreams: UpstreamPool | None = None
-        self._uvicorn: Any = None
         self._serving: asyncio.Future[Any] | None = None
         self._sock: Any = None
         self._url: str | None = None
@@ -69,9 +68,7 @@ class NbMCPServerExtension(ExtensionApp):
 
     async def start_mcp(self) -> None:
         """Serve the MCP app on this server's event loop (its managers are not thread-safe)."""
-        import uvicorn
-
-        from ..transport import SecurityMiddleware, bind_socket, loopback_names
+        from ..transport import SecurityMiddleware, bind_socket, loopback_names, serve_app
         from .kernels import JupyterKernels, build_server
 
         serverapp = self.serverapp
@@ -90,7 +87,7 @@ class NbMCPServerExtension(ExtensionApp):
             read_only=self.read_only,
             timeout=self.execute_timeout,
             output_budget=self.output_budget or None,
-        )
+        ).mcp
         self.upstreams = UpstreamPool()
         self._sock = bind_socket("127.0.0.1", 0)
         port = self._sock.getsockname()[1]
@@ -99,27 +96,11 @@ class NbMCPServerExtension(ExtensionApp):
         app = SecurityMiddleware(
             self.mcp_server.streamable_http_app(host="127.0.0.1"), token=token, allowed_hosts=hosts
         )
-        config = uvicorn.Config(
-            app,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            ws="none",
-            timeout_graceful_shutdown=2,
-            timeout_keep_alive=300,
-        )
         started = asyncio.Event()
-
-        class _Server(uvicorn.Server):
-            def capture_signals(self) -> Any:  # the Jupyter Server owns the signals
-                return contextlib.nullcontext()
-
-            async def startup(self, sockets: Any = None) -> None:
-                await super().startup(sockets)
-                started.set()
-
-        self._uvicorn = _Server(config)
-        self._serving = asyncio.ensure_future(self._uvicorn.serve(sockets=[self._sock]))
+        # the forwarding handlers reuse pooled connections: keep idle ones open between requests
+        self._serving = asyncio.ensure_future(
+            serve_app(app, self._sock, on_started=started.set, timeout_keep_alive=300)
+        )
         waiter = asyncio.ensure_future(started.wait())
         await asyncio.wait([waiter, self._serving], timeout=30, return_when=asyncio.FIRST_COMPLETED)
         if not started.is_set():
@@ -133,15 +114,15 @@ class NbMCPServerExtension(ExtensionApp):
     async def stop_extension(self) -> None:
         """Stop the MCP app and disconnect from the kernels (which stay the Jupyter Server's)."""
         self._url = self._token = None
-        if self._uvicorn is not None:
-            self._uvicorn.should_exit = True
+        if self._serving is not None:
+            self._serving.cancel()  # a graceful stop, bounded
         if self.upstreams is not None:
             await self.upstreams.aclose()
         if self._serving is not None:
             with contextlib.suppress(BaseException):
-                await asyncio.wait_for(self._serving, 5)
+                await self._serving
         if self.kernels is not None:
             await self.kernels.close_all()
         if self._sock is not None:
             self._sock.close()
-        self._uvicorn = self._serving = self._sock = None
+        self._serving = self._sock = None

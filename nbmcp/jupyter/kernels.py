@@ -1,7 +1,7 @@
 """The Jupyter Server's kernels and notebooks, and the MCP tools over them at ``{base_url}nbmcp/mcp``.
 
-The code tools are ``nbmcp serve``'s own (:func:`nbmcp.kernel.tools.build_server`): one instance of that
-server is built with :class:`JupyterKernels` as its kernel provider, and each tool here adds a ``notebook``
+The code tools are ``nbmcp serve``'s own (:func:`nbmcp.serve.build_server`): one instance of that server
+is built with :class:`JupyterKernels` as its kernel source, and each tool here adds a ``notebook``
 argument, selects that notebook's kernel for the call and delegates to the ``serve`` tool of the same
 name. Kernels are reached by attaching to their connection files (the human's kernel, never a new one);
 nbmcp never shuts a Jupyter kernel down.
@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import contextvars
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,12 +22,14 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
+from .. import content
+from .._version import __version__
+from ..exceptions import KernelSessionError
 from ..sdk import quiet_mcp_server
-from ..serve.session import KernelSession, KernelSessionError
-from ..serve.tools import KernelHandle, ServeOptions
-from ..serve.tools import build_server as build_serve_server
+from ..serve import KernelHandle, ServeOptions, ServeServer, attach_kernel
+from ..serve import build_server as build_serve_server
 
-__all__ = ["JupyterKernels", "build_server"]
+__all__ = ["JupyterKernels", "JupyterMCP", "build_server", "recording_path"]
 
 # The kernel the current tool call acts on (set by the tools below, read by ``JupyterKernels.get``).
 _selected: contextvars.ContextVar[str | None] = contextvars.ContextVar("nbmcp_jupyter_kernel", default=None)
@@ -45,7 +48,7 @@ serve their own tools at their `mcp_url`."""
 
 
 class JupyterKernels:
-    """Kernels of a running Jupyter Server, handed to ``nbmcp serve``'s tools as their kernel provider."""
+    """Kernels of a running Jupyter Server, handed to ``nbmcp serve``'s tools as their kernel source."""
 
     def __init__(
         self, kernel_manager: Any, session_manager: Any, *, base_url: str = "/", record_root: Path | None = None
@@ -115,7 +118,7 @@ class JupyterKernels:
                 raise ToolError(f"{notebook!r} matches several kernels: " + _listing(found))
         raise ToolError(f"no notebook or kernel {notebook!r} on this Jupyter Server; running: " + _listing(entries))
 
-    # -- the provider interface of nbmcp.kernel.tools.build_server
+    # -- the kernel source of nbmcp.serve.build_server
     async def get(self, ctx: Context | None) -> KernelHandle:
         kernel_id = _selected.get()
         if kernel_id is None:
@@ -152,12 +155,12 @@ class JupyterKernels:
         if not path or not Path(path).exists():
             # A kernel whose connection file was removed or never written: recreate it privately.
             path = await asyncio.to_thread(_write_private_connection_file, kernel_id, km)
-        session = await KernelSession.attach(path)
-        recorder = None
+        record_to = None
         if self.record_root is not None:
             notebooks = next((e["notebooks"] for e in await self.notebooks() if e["kernel_id"] == kernel_id), [])
-            recorder = await asyncio.to_thread(_recorder, self.record_root, kernel_id, notebooks, session)
-        return KernelHandle(session, recorder)
+            # the human sees what the assistant ran in their kernel, with its outputs, beside their notebook
+            record_to = recording_path(self.record_root, kernel_id, notebooks)
+        return await attach_kernel(path, record_to=record_to)
 
     def _prune(self, alive: set[str]) -> None:
         """Disconnect from kernels the Jupyter Server no longer has."""
@@ -187,17 +190,6 @@ def recording_path(root: Path, kernel_id: str, notebooks: list[str]) -> Path:
     return root / f"nbmcp-session-{kernel_id[:8]}.assistant.ipynb"
 
 
-def _recorder(root: Path, kernel_id: str, notebooks: list[str], session: KernelSession) -> Any:
-    """The human sees what the assistant ran in their kernel, with its outputs, as a notebook beside theirs."""
-    from ..serve.recorder import SessionRecorder
-
-    return SessionRecorder(
-        recording_path(root, kernel_id, notebooks),
-        kernel_name=session.kernel_name,
-        language_info=session.language_info,
-    )
-
-
 def _write_private_connection_file(kernel_id: str, km: Any) -> str:
     import tempfile
 
@@ -223,6 +215,15 @@ def _listing(entries: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
+@dataclass
+class JupyterMCP:
+    """The MCP server of ``{base_url}nbmcp/mcp`` and what it is built on."""
+
+    mcp: MCPServer
+    kernels: JupyterKernels
+    serve: ServeServer  # nbmcp serve's tools over the same kernels, which the tools here delegate to
+
+
 def build_server(
     kernels: JupyterKernels,
     *,
@@ -231,11 +232,8 @@ def build_server(
     timeout: float = 60.0,
     output_budget: int | None = None,
     image_max_px: int | None = None,
-) -> MCPServer:
+) -> JupyterMCP:
     """The MCP server of ``{base_url}nbmcp/mcp``: notebooks and kernels, and ``serve``'s tools per notebook."""
-    from .. import content
-    from .._version import __version__
-
     options = ServeOptions(
         root=Path(root_dir),
         record=False,
@@ -246,12 +244,12 @@ def build_server(
         transport="http",
         shared=True,
     )
-    serve = build_serve_server(options, kernels)  # type: ignore[arg-type]  # duck-typed provider
+    serving = build_serve_server(options, kernels)
+    serve = serving.mcp
     server: MCPServer = quiet_mcp_server(
         lambda: MCPServer("nbmcp-jupyter", version=__version__, instructions=_INSTRUCTIONS)
     )
-    server.nbmcp_kernels = kernels  # type: ignore[attr-defined]
-    server.nbmcp_serve = serve  # type: ignore[attr-defined]
+    built = JupyterMCP(server, kernels, serving)
     reading = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
     mutating = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
 
@@ -326,7 +324,7 @@ def build_server(
             return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
 
     if read_only:
-        return server
+        return built
 
     @server.tool(annotations=mutating, structured_output=False)
     async def execute(
@@ -347,4 +345,4 @@ def build_server(
         """Interrupt the cell running in a notebook's kernel (KeyboardInterrupt); variables are kept."""
         return await delegate(ctx, notebook, "interrupt", {})
 
-    return server
+    return built

@@ -93,7 +93,7 @@ class UpstreamResponse:
             return
         if self._done and connection.h11.our_state is h11.DONE and connection.h11.their_state is h11.DONE:
             connection.h11.start_next_cycle()
-            self._pool._release(self._key, connection)
+            self._pool.release(self._key, connection)
         else:
             connection.close()
 
@@ -160,7 +160,8 @@ class UpstreamPool:
             connection.close()
         return None
 
-    def _release(self, key: tuple[str, int], connection: _Connection) -> None:
+    def release(self, key: tuple[str, int], connection: _Connection) -> None:
+        """Take back a connection whose response was read to the end: kept for reuse, or closed."""
         idle = self._idle.setdefault(key, [])
         if len(idle) < self._max_idle and connection.reusable():
             idle.append(connection)

@@ -1,27 +1,49 @@
 """``nbmcp serve``: an MCP server that runs code in a Jupyter kernel (started, attached or remote).
 
-- :mod:`nbmcp.serve.session` -- :class:`KernelSession`, one kernel over the Jupyter protocol;
-- :mod:`nbmcp.serve.outputs` -- kernel outputs -> MCP results (through :mod:`nbmcp.values`);
-- :mod:`nbmcp.serve.tools` -- the MCP server: tools, resources, per-client kernels, transports;
-- :mod:`nbmcp.serve.recorder`, :mod:`nbmcp.serve.notebooks` -- session notebook, notebook files.
+The public names of this wing, for the CLI and the Jupyter Server extension. They load on first use:
+``nbmcp serve`` launches its kernel before the MCP SDK is imported (start-up time), and importing this
+package must not import the SDK.
 
-Nothing is imported here eagerly; the names below load on first use.
+Rooms: the kernel -- :mod:`.channels`, :mod:`.connect`, :mod:`.execution`, :mod:`.session`; the server --
+:mod:`.provider`, :mod:`.inspection` (with :mod:`.probe`, which runs in the kernel), :mod:`.tools`,
+:mod:`.run`; results and files -- :mod:`.outputs`, :mod:`.recorder`, :mod:`.notebooks`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["ExecutionOutcome", "KernelSession", "build_server"]
+if TYPE_CHECKING:
+    from .execution import ExecutionOutcome
+    from .provider import KernelHandle, KernelSource, ServeOptions, attach_kernel
+    from .session import KernelSession
+    from .tools import ServeServer, build_server
+
+__all__ = [
+    "ExecutionOutcome",
+    "KernelHandle",
+    "KernelSession",
+    "KernelSource",
+    "ServeOptions",
+    "ServeServer",
+    "attach_kernel",
+    "build_server",
+]
+
+_HOME = {
+    "ExecutionOutcome": "execution",
+    "KernelHandle": "provider",
+    "KernelSession": "session",
+    "KernelSource": "provider",
+    "ServeOptions": "provider",
+    "ServeServer": "tools",
+    "attach_kernel": "provider",
+    "build_server": "tools",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("ExecutionOutcome", "KernelSession"):
-        from . import session
-
-        return getattr(session, name)
-    if name == "build_server":
-        from .tools import build_server
-
-        return build_server
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)

@@ -17,7 +17,7 @@ from typing import Any
 from mcp.types import CallToolResult, TextContent
 
 from .. import content
-from .session import ExecutionOutcome
+from .execution import ExecutionOutcome
 
 __all__ = ["ProgressPump", "error_result", "outcome_result", "output_kinds", "text_result"]
 

@@ -1,0 +1,245 @@
+"""The inspection probe: runs *inside* the kernel, answering ``list_variables``, ``inspect_variable`` and
+``read_rows`` with JSON.
+
+nbmcp does not import this module: :mod:`.inspection` sends its source to the kernel, which runs it as the
+module ``_nbmcp_probe``. So it imports nothing but the standard library, and ``nbmcp.frames`` when the
+kernel's environment has nbmcp (any frame backend, pages that cost O(page)); without it, pandas, polars
+and pyarrow frames are paged the plain way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import inspect
+import json
+import reprlib
+import types
+from typing import Any
+
+try:
+    from nbmcp import frames as _frames
+except Exception:  # a kernel without nbmcp
+    _frames = None
+
+__all__ = ["inspect_variable", "list_variables", "read_rows"]
+
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = 100
+_repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxdict = 10
+_repr.maxlevel = 2
+
+
+def _namespace() -> tuple[dict[str, Any], set[str]]:
+    """The user's namespace and the names IPython hides from it."""
+    try:
+        from IPython import get_ipython
+
+        ip = get_ipython()
+    except Exception:
+        ip = None
+    if ip is not None:
+        return ip.user_ns, set(ip.user_ns_hidden)
+    import __main__
+
+    return vars(__main__), set()
+
+
+def _package(obj: Any) -> str:
+    return type(obj).__module__.split(".")[0]
+
+
+def _is_frame(obj: Any) -> bool:
+    if _frames is not None:
+        try:
+            return bool(_frames.is_frame(obj))
+        except Exception:
+            pass
+    return _package(obj) in ("pandas", "polars", "pyarrow") and hasattr(obj, "columns") and hasattr(obj, "shape")
+
+
+def _shape(obj: Any) -> list[int] | None:
+    try:
+        if _is_frame(obj):
+            return list(_frames.shape(obj)) if _frames is not None else list(obj.shape)
+        shape = getattr(obj, "shape", None)
+        if isinstance(shape, tuple) and all(isinstance(n, int) for n in shape):
+            return list(shape)
+    except Exception:
+        pass
+    return None
+
+
+def _len(obj: Any) -> int | None:
+    if isinstance(obj, (str, bytes, list, tuple, dict, set, frozenset)) or _package(obj) == "collections":
+        return len(obj)
+    return None
+
+
+def _type_name(obj: Any) -> str:
+    t = type(obj)
+    return t.__name__ if t.__module__ == "builtins" else t.__module__.split(".")[0] + "." + t.__qualname__
+
+
+def _brief(obj: Any) -> str:
+    if _is_frame(obj):
+        shape = _shape(obj)
+        return f"{type(obj).__name__} {'x'.join(map(str, shape)) if shape else ''}"
+    try:
+        return _repr.repr(obj)
+    except Exception as e:
+        return f"<repr failed: {type(e).__name__}>"
+
+
+def _describe(name: str, obj: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {"name": name, "type": _type_name(obj)}
+    shape = _shape(obj)
+    if shape is not None:
+        d["shape"] = shape
+    else:
+        n = _len(obj)
+        if n is not None:
+            d["len"] = n
+    d["repr"] = _brief(obj)
+    return d
+
+
+def _resolve(name: str) -> Any:
+    ns, hidden = _namespace()
+    head, *rest = name.split(".")
+    if head not in ns:
+        names = [n for n in ns if not n.startswith("_") and n not in hidden]
+        close = difflib.get_close_matches(head, names, 5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise NameError(f"name {head!r} is not defined in the kernel.{hint}")
+    obj = ns[head]
+    for part in rest:
+        obj = getattr(obj, part)
+    return obj
+
+
+def _page(frame: Any, offset: int, limit: int, columns: list[str] | None) -> list[dict[str, Any]]:
+    """One page of a frame as records: ``nbmcp.frames.page``, or the plain way in a kernel without nbmcp."""
+    if _frames is not None:
+        return _frames.page(frame, offset, limit, columns)
+    if columns:
+        frame = frame[list(columns)]
+    if _package(frame) == "pandas":
+        page = frame.iloc[offset : offset + limit]
+        return json.loads(page.to_json(orient="records", date_format="iso", default_handler=str))
+    if _package(frame) == "polars":
+        return frame.slice(offset, limit).to_dicts()
+    return frame.slice(offset, limit).to_pylist()
+
+
+def _error(e: BaseException) -> str:
+    return json.dumps({"error": f"{type(e).__name__}: {e}"})
+
+
+def list_variables(limit: int) -> str:
+    """The user's variables (at most ``limit``), described briefly, and how many there are."""
+    ns, hidden = _namespace()
+    out, total = [], 0
+    for name, obj in list(ns.items()):
+        if name.startswith("_") or name in hidden or isinstance(obj, types.ModuleType):
+            continue
+        total += 1
+        if len(out) < limit:
+            try:
+                out.append(_describe(name, obj))
+            except Exception as e:
+                out.append({"name": name, "type": "?", "repr": f"<failed: {e}>"})
+    return json.dumps({"variables": out, "total": total}, default=str)
+
+
+def _describe_frame(d: dict[str, Any], obj: Any) -> None:
+    if _frames is not None:
+        d.update(_frames.summary(obj))
+        d["frame_kind"] = d.get("kind")
+        d["kind"] = "frame"
+    else:
+        d["kind"] = "frame"
+        # no zip(strict=...): the kernel's Python may be older than 3.10
+        d["columns"] = [{"name": str(c), "dtype": str(t)} for c, t in zip(obj.columns, obj.dtypes)]  # noqa: B905
+        d["head"] = _page(obj, 0, 10, None)
+
+
+def _describe_callable(d: dict[str, Any], name: str, obj: Any, max_chars: int) -> None:
+    d["kind"] = "callable"
+    with contextlib.suppress(TypeError, ValueError):  # builtins without a signature
+        d["signature"] = name + str(inspect.signature(obj))
+    d["doc"] = (inspect.getdoc(obj) or "")[:max_chars]
+
+
+def _describe_value(d: dict[str, Any], obj: Any, max_chars: int) -> None:
+    d["kind"] = "value"
+    text = repr(obj)
+    d["repr"] = text[:max_chars] + ("..." if len(text) > max_chars else "")
+    dtype = getattr(obj, "dtype", None)
+    if dtype is not None:
+        d["dtype"] = str(dtype)
+    if not isinstance(obj, (int, float, str, bytes, bool, list, tuple, set)):
+        d["attributes"] = [a for a in dir(obj) if not a.startswith("_")][:60]
+
+
+def inspect_variable(name: str, max_chars: int) -> str:
+    """One variable (or dotted attribute path) in detail; reprs are cut at ``max_chars``."""
+    try:
+        obj = _resolve(name)
+    except Exception as e:
+        return _error(e)
+    d = _describe(name, obj)
+    try:
+        if _is_frame(obj):
+            _describe_frame(d, obj)
+        elif callable(obj) and not isinstance(obj, type):
+            _describe_callable(d, name, obj, max_chars)
+        elif isinstance(obj, dict):
+            d["kind"] = "mapping"
+            d["keys"] = [_repr.repr(k) for k in list(obj)[:50]]
+            d["repr"] = repr(obj)[:max_chars]
+        else:
+            _describe_value(d, obj, max_chars)
+    except Exception as e:
+        d["warning"] = f"partial description: {type(e).__name__}: {e}"
+    return json.dumps(d, default=str)
+
+
+def _list_page(items: list[Any] | tuple[Any, ...], offset: int, limit: int) -> tuple[list[dict], list[str]]:
+    page = list(items[offset : offset + limit])
+    if page and all(isinstance(r, dict) for r in page):
+        rows = [{str(k): v for k, v in r.items()} for r in page]
+        return rows, list(dict.fromkeys(k for r in rows for k in r))
+    return [{"index": offset + i, "value": v} for i, v in enumerate(page)], ["index", "value"]
+
+
+def read_rows(name: str, offset: int, limit: int, columns: list[str] | None) -> str:
+    """Rows ``offset`` to ``offset + limit`` of a frame or a list, as records with their column names."""
+    try:
+        obj = _resolve(name)
+    except Exception as e:
+        return _error(e)
+    try:
+        if _is_frame(obj):
+            rows = _page(obj, offset, limit, columns)
+            if _frames is not None:
+                names = [c["name"] for c in _frames.schema(obj)]
+                total = _frames.shape(obj)[0]
+            else:
+                names = [str(c) for c in obj.columns]
+                total = obj.shape[0]
+            if rows:
+                names = list(rows[0].keys())
+            elif columns:
+                names = list(columns)
+        elif isinstance(obj, (list, tuple)):
+            total = len(obj)
+            rows, names = _list_page(obj, offset, limit)
+            if columns:
+                names = list(columns)
+                rows = [{c: r.get(c) for c in names} for r in rows]
+        else:
+            return json.dumps({"error": f"TypeError: {name} is a {_type_name(obj)}, not a table (DataFrame) or a list"})
+    except Exception as e:
+        return _error(e)
+    return json.dumps({"columns": names, "rows": rows, "offset": offset, "total_rows": total}, default=str)

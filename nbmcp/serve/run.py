@@ -1,0 +1,205 @@
+"""Running ``nbmcp serve``: over stdio or streamable HTTP, until the client goes or a signal comes; then
+every kernel nbmcp started is shut down.
+
+:func:`main` is the ``nbmcp serve`` command. Start-up time matters there (a client waits for it): the
+kernel process is launched first and boots while the MCP SDK is imported, so this module imports the
+SDK-side modules (:mod:`.provider`, :mod:`.tools`) only inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .session import KernelSession
+
+if TYPE_CHECKING:
+    from .provider import KernelProvider, ServeOptions
+
+__all__ = ["main", "run_http", "run_stdio", "serve"]
+
+
+def main(settings: dict[str, Any]) -> int:
+    """``nbmcp serve``: ``settings`` are :class:`~nbmcp.serve.provider.ServeOptions` fields (``root``
+    defaults to the working directory). Raises ``ValueError`` for a setting that cannot work."""
+    # an application may configure logging: warnings to stderr (stdout is the MCP channel on stdio)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="nbmcp: %(levelname)s %(message)s")
+    settings = dict(settings)
+    if settings.get("server_url") and settings.get("server_token") is None:
+        settings["server_token"] = os.environ.get("JUPYTER_TOKEN") or os.environ.get("JPY_API_TOKEN")
+    if settings.get("timeout", 60.0) <= 0:
+        raise ValueError("--timeout must be positive")
+    if settings.get("output_budget", 20_000) < 100:
+        raise ValueError("--output-budget must be at least 100 characters")
+    root = Path(settings.get("root") or Path.cwd()).resolve()
+    if not root.is_dir():
+        raise ValueError(f"--root {root} is not a directory")
+    settings["root"] = root
+    if settings.get("notebook") is not None:
+        settings["notebook"] = Path(settings["notebook"]).resolve()
+    _skip_slow_imports()
+    asyncio.run(_launch_and_serve(settings))
+    return 0
+
+
+async def _launch_and_serve(settings: dict[str, Any]) -> None:
+    launched = None
+    shared = settings.get("transport", "stdio") == "stdio" or settings.get("shared")
+    if not settings.get("server_url") and settings.get("existing") is None and shared:
+        # start the kernel process first: it boots while the MCP SDK and friends are imported
+        launched = await KernelSession.launch(settings.get("kernel_name", "python3"), cwd=settings["root"])
+    try:
+        from .provider import ServeOptions
+
+        options = ServeOptions(**settings)
+    except BaseException:
+        if launched is not None:
+            await launched.shutdown()
+        raise
+    await serve(options, launched=launched)
+
+
+def _skip_slow_imports() -> None:
+    """Start-up time: ``jsonschema`` (via nbformat) imports ``rfc3987_syntax`` when it is installed, which
+    builds a Lark grammar at import -- about a second here -- only to check the ``iri`` string format,
+    which no notebook schema uses. In the ``nbmcp serve`` process (an application, not the library) we
+    tell Python it is absent; jsonschema treats it as an optional dependency."""
+    if "rfc3987_syntax" not in sys.modules and os.environ.get("NBMCP_KEEP_RFC3987") is None:
+        sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]
+
+
+async def serve(options: ServeOptions, *, launched: KernelSession | None = None) -> None:
+    """Run ``nbmcp serve`` until stdin closes (stdio) or a signal arrives; ``launched``: the shared kernel,
+    already started with :meth:`KernelSession.launch` (so it boots while the server is being set up)."""
+    if options.transport != "http":
+        await run_stdio(options, launched=launched)
+        return
+    from ..discovery import remove_connection_file, write_connection_file
+
+    written: list[Path] = []
+
+    def ready(url: str, token: str) -> None:
+        info = {"url": url, "token": token, "pid": os.getpid(), "kind": "serve", "kernel_id": None}
+        written.append(write_connection_file(f"serve-{os.getpid()}", info))
+        print(f"nbmcp serve: {url}", file=sys.stderr)
+        print(f"  bearer token: {token[:4]}… (full token in {written[-1]})", file=sys.stderr, flush=True)
+
+    try:
+        await run_http(options, ready=ready, launched=launched)
+    finally:
+        for path in written:
+            remove_connection_file(path)
+
+
+async def run_stdio(options: ServeOptions, *, launched: KernelSession | None = None) -> None:
+    """Serve over stdin/stdout until stdin closes or a signal arrives; then shut our kernels down."""
+    from .provider import KernelProvider
+    from .tools import build_server
+
+    provider = KernelProvider(options)
+    provider.start_shared(launched)  # the kernel boots while the client connects
+    server = build_server(options, provider)
+    remove = _install_signal_handlers(provider)
+    try:
+        await server.mcp.run_stdio_async()
+    finally:
+        remove()
+        with anyio.CancelScope(shield=True):
+            await provider.close_all()
+
+
+async def run_http(
+    options: ServeOptions,
+    *,
+    ready: Callable[[str, str], None] | None = None,
+    launched: KernelSession | None = None,
+) -> None:
+    """Serve streamable HTTP on ``options.host:options.port`` behind the bearer token and Host/Origin
+    checks until a signal arrives; each client session gets its own kernel unless ``shared``.
+    ``ready(url, token)`` is called once the server listens."""
+    import secrets
+
+    from ..transport import SecurityMiddleware, bind_socket, loopback_names, serve_app
+    from .provider import KernelProvider
+    from .tools import build_server
+
+    token = options.token or os.environ.get("NBMCP_TOKEN") or secrets.token_urlsafe(32)
+    provider = KernelProvider(options)
+    if not provider.per_session:
+        provider.start_shared(launched)
+    elif launched is not None:
+        await launched.shutdown()
+    server = build_server(options, provider)
+    sock = bind_socket(options.host, options.port)
+    host, port = sock.getsockname()[:2]
+    hosts, origins = loopback_names(options.host, port)
+    app = SecurityMiddleware(
+        server.mcp.streamable_http_app(host=options.host), token=token, allowed_hosts=hosts, allowed_origins=origins
+    )
+    shown_host = f"[{host}]" if ":" in host else host
+    started = asyncio.Event()
+    remove = _install_signal_handlers(provider)
+    serving = asyncio.ensure_future(serve_app(app, sock, on_started=started.set))
+    try:
+        listening = asyncio.ensure_future(started.wait())
+        await asyncio.wait([listening, serving], return_when=asyncio.FIRST_COMPLETED)
+        listening.cancel()
+        if ready is not None and started.is_set():
+            ready(f"http://{shown_host}:{port}/mcp", token)
+        await serving
+    except asyncio.CancelledError:
+        pass
+    finally:
+        remove()
+        with anyio.CancelScope(shield=True):
+            serving.cancel()  # a graceful stop, bounded
+            with contextlib.suppress(BaseException):
+                await serving
+            await provider.close_all()
+            sock.close()
+
+
+def _install_signal_handlers(provider: KernelProvider) -> Callable[[], None]:
+    """SIGTERM/SIGINT/SIGHUP: shut our kernels down (bounded), then die of the same signal.
+
+    Cancelling the serving task is not enough: the SDK's stdio transport reads stdin on a worker thread
+    that cannot be cancelled, so the process would linger until stdin closes.
+    """
+    loop = asyncio.get_running_loop()
+    installed = []
+    terminating: list[asyncio.Task[None]] = []
+
+    async def terminate(signum: int) -> None:
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(provider.close_all(), 15)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    def on_signal(signum: int) -> None:
+        if not terminating:
+            terminating.append(asyncio.ensure_future(terminate(signum)))
+
+    for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)):
+        if sig is None:
+            continue
+        try:
+            loop.add_signal_handler(sig, on_signal, sig)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+
+    def remove() -> None:
+        for sig in installed:
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+
+    return remove

@@ -1,0 +1,37 @@
+"""Inspection through the probe in a real kernel."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from nbmcp.serve.session import KernelSession
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.timeout(30)
+async def test_inspection_falls_back_without_subshells(ks: KernelSession) -> None:
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from nbmcp.serve.inspection import run_probe
+
+    await ks.execute("fallback_var = {'k': 1}")
+    features = ks.kernel_info.get("supported_features")
+    ks.kernel_info["supported_features"] = []  # a kernel without subshells (ipykernel < 7)
+    try:
+        idle = await run_probe(ks, "list_variables(50)")  # idle kernel: the main shell answers
+        assert "fallback_var" in {v["name"] for v in idle["variables"]}
+        running = asyncio.Event()
+        busy = asyncio.create_task(
+            ks.execute(
+                "print('running', flush=True)\nimport time; time.sleep(1.5)", on_output=lambda n, t: running.set()
+            )
+        )
+        await asyncio.wait_for(running.wait(), 10)
+        with pytest.raises(ToolError, match="busy running a cell and has no subshells"):
+            await run_probe(ks, "list_variables(50)")
+        await busy
+    finally:
+        ks.kernel_info["supported_features"] = features
