@@ -139,7 +139,7 @@ class NbMCPMagics(Magics):
             raise UsageError("usage: %mcp log [N] with N >= 1")
         server = self._server()
         calls = server.mcp_server.snapshot().calls[-count:]
-        audit = getattr(server, "audit", None)
+        audit = server.audit
         if not calls:
             print("nbmcp: no calls yet" + (f" (audit log: {audit.path})" if audit is not None else ""))
             return

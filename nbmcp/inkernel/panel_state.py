@@ -191,7 +191,7 @@ class PanelHub:
         mcp = server.mcp_server
         served = mcp.snapshot()
         registered = mcp.registry.snapshot()
-        audit = getattr(server, "audit", None)
+        audit = server.audit
         return PanelState(
             running=True,
             message=self.message,
