@@ -12,7 +12,7 @@ import sys
 import threading
 import typing
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import InitVar, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
@@ -56,12 +56,6 @@ class ToolSpec:
     # False for results whose structured content is bounded already (a page of rows the client asked for):
     # the output budget then cuts only the text.
     budget_structured: bool = True
-    # TRANSITIONAL: the old name, accepted and readable until api.py and widgets.py say requires_approval.
-    confirm: InitVar[bool] = False
-
-    def __post_init__(self, confirm: bool) -> None:
-        self.requires_approval = self.requires_approval or confirm
-        self.__dict__["confirm"] = self.requires_approval
 
 
 @dataclass
@@ -271,21 +265,8 @@ class Registry:
 
     # -- exposed objects -----------------------------------------------------------------------
 
-    def expose(
-        self,
-        obj: Any,
-        name: str | None = None,
-        *,
-        description: str = "",
-        namespace: Mapping[str, Any] | None = None,
-    ) -> ExposedObject:
-        """Publish the value ``obj`` (any type, strings included) under ``name``: mutations are live.
-
-        TRANSITIONAL: ``namespace`` with a string ``obj`` still follows the variable of that name, until
-        api.py and magics.py call :meth:`expose_variable`.
-        """
-        if namespace is not None and isinstance(obj, str):
-            return self.expose_variable(obj, namespace, name=name, description=description)
+    def expose(self, obj: Any, name: str, *, description: str = "") -> ExposedObject:
+        """Publish the value ``obj`` (any type, strings included) under ``name``: mutations are live."""
         if not name:
             raise ValueError("expose(obj) needs a name: nbmcp.expose(df, 'sales')")
         return self._publish(ExposedObject(name, description, target=obj))

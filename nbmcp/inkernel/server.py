@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -198,13 +198,9 @@ class NbMCPServer:
     def approval_policy(self, policy: str) -> None:
         self._pipeline.approval_policy = policy
 
-    # TRANSITIONAL: read by magics.py and tests until they use snapshot(); then private.
+    # TRANSITIONAL: tests/inkernel/test_approvals.py reads calls[-1]; snapshot().calls is the public way.
     @property
-    def clients(self) -> dict[int, ClientRecord]:
-        return self._activity.clients
-
-    @property
-    def calls(self) -> Any:
+    def calls(self) -> Sequence[CallRecord]:
         return self._activity.calls
 
     # -- change notifications ------------------------------------------------------------------
