@@ -201,7 +201,12 @@ async def test_cancelled_request_interrupts_the_kernel(client: Client) -> None:
 
 @pytest.mark.timeout(30)
 async def test_inspection_while_a_cell_runs(client: Client) -> None:
-    await run(client, "import numpy as np\narr = np.arange(12).reshape(3, 4)\nname = 'Ada'")
+    # its own frame: the test must not depend on which other tests ran before it (-k)
+    await run(
+        client,
+        "import numpy as np\nimport pandas as pd\narr = np.arange(12).reshape(3, 4)\nname = 'Ada'\n"
+        "df = pd.DataFrame({'a': range(100), 'b': [f'r{i}' for i in range(100)]})",
+    )
     async with anyio.create_task_group() as tg:
         running = anyio.Event()
 
