@@ -28,6 +28,7 @@ PRIVATE_ALLOWED = {
     ("nbmcp/sdk.py", "_connection"): "the SDK keeps a session's Connection private (documented per-connection state)",
     ("nbmcp/inkernel/registry.py", "_getframe"): "sys._getframe: the caller's namespace for expose(variable=...)",
     ("nbmcp/jupyter/__init__.py", "_load_jupyter_server_extension"): "Jupyter Server's extension entry point",
+    ("nbmcp/inkernel/panel.py", "_reply_subshell_for"): "ipykernel 7's only hook to keep panel clicks off a busy shell",
 }
 
 

@@ -32,7 +32,7 @@ class NbMCP(Configurable):
     approval_policy = CaselessStrEnum(
         ["ask", "all", "none"],
         default_value="ask",
-        help="For confirm=True tools: ask the owner, approve all, or deny all.",
+        help="For tools that need approval (requires_approval=True) and execute: ask, approve all or deny all.",
     ).tag(config=True)
     audit_log = Unicode("", help="Path of the JSONL audit log; empty puts it in the Jupyter runtime dir.").tag(
         config=True

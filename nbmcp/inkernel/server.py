@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,11 +197,6 @@ class NbMCPServer:
     @approval_policy.setter
     def approval_policy(self, policy: str) -> None:
         self._pipeline.approval_policy = policy
-
-    # TRANSITIONAL: tests/inkernel/test_approvals.py reads calls[-1]; snapshot().calls is the public way.
-    @property
-    def calls(self) -> Sequence[CallRecord]:
-        return self._activity.calls
 
     # -- change notifications ------------------------------------------------------------------
 

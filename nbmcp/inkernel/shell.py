@@ -59,7 +59,7 @@ def main_thread_runner(shell: Any) -> Callable[[Callable[[], Any]], concurrent.f
     return run
 
 
-def execute_in_shell(shell: Any, code: str) -> list[Any]:
+def execute_in_shell(shell: Any, code: str) -> Any:
     """Run ``code`` in the user namespace (main thread, between cells); return what it displayed and its value.
 
     Not ``shell.run_cell``: that would publish results and tracebacks into the user's last cell.
@@ -84,7 +84,9 @@ def execute_in_shell(shell: Any, code: str) -> list[Any]:
         outputs.extend(content.convert_mime_bundle(output.data, output.metadata, image_max_px=image_max_px).content)
     # As the cell's Out would show it (IPython's formatter: a tuple is `(5, 2)`), like `nbmcp serve`'s execute.
     outputs.extend(content.convert_display(value, image_max_px=image_max_px).content)
-    return outputs
+    if not outputs:  # say so, rather than an empty result a client may take for a failure
+        return "(done: the code displayed nothing and has no value)"
+    return content.Converted(outputs)
 
 
 def start_in_shell(shell: Any, **options: Any) -> lifecycle.ServerInfo:

@@ -99,7 +99,7 @@ async def test_without_a_panel_the_call_is_denied_at_once(server: dict, kernel: 
     assert "needs the notebook owner's approval" in text and "%mcp panel" in text, text
     assert elapsed < 2, f"a call with nobody to ask must not wait ({elapsed:.2f} s)"
     assert kernel.value("runs") == []
-    assert kernel.value("nbmcp.inkernel.lifecycle.current_server().mcp_server.calls[-1].outcome") == "denied"
+    assert kernel.value("nbmcp.inkernel.lifecycle.current_server().mcp_server.snapshot().calls[-1].outcome") == "denied"
 
 
 async def test_a_tool_error_that_mentions_approval_is_an_error_not_a_denial(server: dict, kernel: KernelHandle) -> None:
@@ -108,7 +108,7 @@ async def test_a_tool_error_that_mentions_approval_is_an_error_not_a_denial(serv
     ).raise_for_error()
     async with connect(server["url"], server["token"]) as client:
         assert (await client.call_tool("strict", {})).is_error
-    assert kernel.value("nbmcp.inkernel.lifecycle.current_server().mcp_server.calls[-1].outcome") == "error"
+    assert kernel.value("nbmcp.inkernel.lifecycle.current_server().mcp_server.snapshot().calls[-1].outcome") == "error"
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -143,7 +143,7 @@ async def test_approve_runs_the_call(server: dict, kernel: KernelHandle, mode: s
     assert text_of(result) == "dropped sales"
     assert kernel.value("runs") == ["sales"]
     assert kernel.value("nbmcp.inkernel.approvals.pending_approvals()") == []
-    assert kernel.value("nbmcp.inkernel.lifecycle.current_server().mcp_server.calls[-1].outcome") == "ok"
+    assert kernel.value("nbmcp.inkernel.lifecycle.current_server().mcp_server.snapshot().calls[-1].outcome") == "ok"
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -51,6 +51,8 @@ async def test_execute_shows_values_as_the_cell_would(server: dict, kernel: Kern
         assert not result.is_error, text_of(result)
         assert text_of(result) == "(5, 2)"
         assert text_of(await client.call_tool("execute", {"code": "'text'"})) == "'text'"  # as Out shows it
+        quiet = await client.call_tool("execute", {"code": "unused = None"})
+        assert not quiet.is_error and text_of(quiet) == "(done: the code displayed nothing and has no value)"
 
 
 async def test_execute_downscales_images_to_the_servers_limit(server: dict, kernel: KernelHandle) -> None:

@@ -23,7 +23,7 @@ import nbmcp, pandas as pd, polars as pl
 sales = pd.DataFrame({"order": range(1000), "amount": [i * 1.5 for i in range(1000)], "city": ["Oslo", "Lima"] * 500})
 nbmcp.expose(sales, "sales", description="orders, one row per order")
 fast = pl.DataFrame({"k": list(range(20)), "v": ["a"] * 20})
-nbmcp.expose("fast")
+nbmcp.expose(variable="fast")
 settings = {"alpha": 0.5, "tags": ["x", "y"]}
 nbmcp.expose(settings, "settings")
 """
