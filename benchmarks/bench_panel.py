@@ -55,7 +55,7 @@ class Kernel:
 
 SETUP = """
 %load_ext nbmcp
-import nbmcp, nbmcp.inkernel.widgets, json
+import nbmcp, nbmcp.inkernel.panel, json
 from IPython.display import display
 
 @nbmcp.tool
@@ -79,7 +79,7 @@ def _condition(panel, audit):
     if not panel and _panel is not None:
         _panel.close()
         _panel = None
-    assert (nbmcp.inkernel.widgets.current_panel() is not None) == panel
+    assert (nbmcp.inkernel.panel.current_panel() is not None) == panel
     assert (_server.mcp_server.approver is not None) == panel
 """
 
