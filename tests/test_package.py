@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import nbmcp
 
 PACKAGE = Path(nbmcp.__file__).parent
@@ -129,7 +127,6 @@ def test_every_module_has_a_room() -> None:
     assert rooms <= GROUND | WINGS | ROOF, rooms - (GROUND | WINGS | ROOF)
 
 
-@pytest.mark.xfail(strict=True, reason="the wing splits of issue 9 land next")
 def test_imports_go_downward_only() -> None:
     violations = []
     for module, path in _modules().items():
@@ -150,7 +147,6 @@ def test_imports_go_downward_only() -> None:
     assert violations == []
 
 
-@pytest.mark.xfail(strict=True, reason="the wing splits of issue 9 land next")
 def test_no_import_cycles() -> None:
     modules = _modules()
     graph = {
@@ -177,7 +173,6 @@ def test_no_import_cycles() -> None:
     assert cycles == []
 
 
-@pytest.mark.xfail(strict=True, reason="the wing splits of issue 9 land next")
 def test_no_private_reach_across() -> None:
     """No module reads another object's ``_private`` attribute or imports another module's ``_private`` name."""
     violations = []
@@ -206,7 +201,6 @@ def test_no_private_reach_across() -> None:
     assert violations == []
 
 
-@pytest.mark.xfail(strict=True, reason="the wing splits of issue 9 land next")
 def test_no_attributes_bolted_onto_foreign_objects() -> None:
     offenders = []
     for path in PACKAGE.rglob("*.py"):
