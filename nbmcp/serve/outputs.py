@@ -1,6 +1,6 @@
 """Kernel outputs -> MCP results, and live output as progress notifications.
 
-The conversion itself is :mod:`nbmcp.values` (one converter for the whole package); this module adds
+The conversion itself is :mod:`nbmcp.content` (one converter for the whole package); this module adds
 what is specific to ``nbmcp serve``: the status line, the structured envelope (status, execution count,
 duration, truncation, output kinds, kernel), the output budget, and :class:`ProgressPump`, which turns
 stream text into throttled, bounded ``notifications/progress`` while a cell runs.
