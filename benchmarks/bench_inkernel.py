@@ -111,8 +111,8 @@ def main() -> None:
             kernel,
             "import pandas as pd, timeit\n"
             "for i in range(50): nbmcp.expose(pd.DataFrame({'a': range(100_000)}), f'frame{i}')\n"
-            "from nbmcp.inkernel.extension import _post_run_cell\n"
-            "t = timeit.repeat(_post_run_cell, number=1, repeat=501)\n"
+            "from nbmcp.inkernel.shell import post_run_cell\n"
+            "t = timeit.repeat(post_run_cell, number=1, repeat=501)\n"
             "import statistics; print(json.dumps(statistics.median(t)))",
         )
         results["post-cell hook, 50 exposed unsubscribed (µs, target <= 2000)"] = hook * 1e6

@@ -15,7 +15,15 @@ from typing import Any
 
 from . import lifecycle
 
-__all__ = ["banner", "execute_in_shell", "main_thread_runner", "running_shell", "start_in_shell", "unhook_shell"]
+__all__ = [
+    "banner",
+    "execute_in_shell",
+    "main_thread_runner",
+    "post_run_cell",
+    "running_shell",
+    "start_in_shell",
+    "unhook_shell",
+]
 
 _hooked_shell: Any = None
 
@@ -100,7 +108,7 @@ def start_in_shell(shell: Any, **options: Any) -> lifecycle.ServerInfo:
         **options,
     )
     if _hooked_shell is not shell:
-        shell.events.register("post_run_cell", _post_run_cell)
+        shell.events.register("post_run_cell", post_run_cell)
         _hooked_shell = shell
     return info
 
@@ -110,11 +118,12 @@ def unhook_shell(shell: Any) -> None:
     global _hooked_shell
     if _hooked_shell is shell:
         with contextlib.suppress(ValueError):
-            shell.events.unregister("post_run_cell", _post_run_cell)
+            shell.events.unregister("post_run_cell", post_run_cell)
         _hooked_shell = None
 
 
-def _post_run_cell(*_: Any) -> None:
+def post_run_cell(*_: Any) -> None:
+    """IPython's post_run_cell hook: tell subscribers about exposed objects the cell changed (subscribed ones only)."""
     server = lifecycle.current_server()
     if server is not None:
         server.mcp_server.check_objects()
