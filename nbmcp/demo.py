@@ -87,6 +87,20 @@ async def _assistant(url: str, token: str, kernel_client: Any) -> None:
         _say("\ncall read_rows(name='sales', limit=4) ->")
         _say(textwrap.indent(next(c.text for c in page.content if isinstance(c, TextContent)), "  "))
 
+        # Clients that read resources get the same data as a resource: listed, then read a page at a time.
+        listed = [r.uri for r in (await client.list_resources()).resources]
+        _say(f"\nThe assistant sees these resources: {', '.join(listed)}")
+        uri = "nbmcp://objects/sales/rows/0/3"
+        contents = (await client.read_resource(uri)).contents
+        _say(f"read {uri} -> {' + '.join(str(c.mime_type) for c in contents)}:")
+        page_data = json.loads(next(c.text for c in contents if c.mime_type == "application/json"))
+        _say(
+            f"  rows {page_data['offset']} to {page_data['offset'] + len(page_data['rows']) - 1}"
+            f" of {page_data['total_rows']}, columns {page_data['columns']}:"
+        )
+        for row in page_data["rows"]:
+            _say(f"    {json.dumps(row)}")
+
         bad = await client.call_tool("revenue_by_city", {"top": "many"})
         _say("\ncall revenue_by_city(top='many') -> a tool error naming the argument:")
         lines = next(c.text for c in bad.content if isinstance(c, TextContent)).splitlines()

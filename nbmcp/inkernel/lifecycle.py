@@ -8,6 +8,8 @@ import secrets
 import sys
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .. import discovery
@@ -19,7 +21,28 @@ from .config import NbMCP, load_config
 from .registry import default_registry
 from .server import NbMCPServer
 
-__all__ = ["InKernelServer", "ServerInfo", "current_server", "running_info", "start_server", "stop_server"]
+__all__ = [
+    "InKernelServer",
+    "ServerInfo",
+    "bridge_command",
+    "current_server",
+    "running_info",
+    "start_server",
+    "stop_server",
+]
+
+# Where the Jupyter runtime dir comes from when it is not the default: a client launching the bridge has none of
+# the kernel's environment, so the config passes these on (else the bridge looks for the connection file elsewhere).
+_RUNTIME_DIR_VARIABLES = ("JUPYTER_RUNTIME_DIR", "JUPYTER_DATA_DIR", "XDG_DATA_HOME")
+
+
+def bridge_command() -> list[str]:
+    """How a client should launch ``nbmcp bridge``: the script installed beside this Python (clients such as Claude
+    Desktop do not have the environment's ``bin`` on their PATH), else ``python -m nbmcp``."""
+    script = Path(sys.executable).with_name("nbmcp")
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script), "bridge"]
+    return [sys.executable, "-m", "nbmcp", "bridge"]
 
 
 class ServerInfo:
@@ -35,6 +58,7 @@ class ServerInfo:
         server_id: str,
         kernel_id: str | None,
         connection_file: str | None,
+        notice: str | None = None,
     ) -> None:
         self.url = url
         self.token = token
@@ -43,6 +67,7 @@ class ServerInfo:
         self.server_id = server_id
         self.kernel_id = kernel_id
         self.connection_file = connection_file
+        self.notice = notice  # something the user should know about this start (e.g. the port changed)
 
     def __repr__(self) -> str:
         return f"ServerInfo(url={self.url!r}, token='{self.token[:4]}…', connection_file={self.connection_file!r})"
@@ -52,9 +77,17 @@ class ServerInfo:
         headers = {"Authorization": f"Bearer {self.token}"}
         key = f"nbmcp-{(self.kernel_id or self.server_id)[:8]}"
         if client == "claude":
-            # Claude Desktop launches stdio commands only; the bridge finds this kernel's server itself.
-            bridge_args = ["bridge", "--kernel-id", self.kernel_id] if self.kernel_id else ["bridge", "--url", self.url]
-            return {"mcpServers": {key: {"command": "nbmcp", "args": bridge_args}}}
+            # Claude Desktop launches stdio commands only; the bridge finds this kernel's server (and its token)
+            # through the connection file, so no secret goes into this config.
+            command, *args = bridge_command()
+            args += ["--kernel-id", self.kernel_id] if self.kernel_id else ["--url", self.url]
+            entry: dict[str, Any] = {"command": command, "args": args}
+            env = {name: os.environ[name] for name in _RUNTIME_DIR_VARIABLES if os.environ.get(name)}
+            if not self.kernel_id:  # no connection file to find by id: the bridge takes the token from here
+                env["NBMCP_TOKEN"] = self.token
+            if env:
+                entry["env"] = env
+            return {"mcpServers": {key: entry}}
         if client == "claude-code":
             return {"mcpServers": {key: {"type": "http", "url": self.url, "headers": headers}}}
         if client == "vscode":
@@ -80,7 +113,10 @@ class InKernelServer:
         allowed_origins: Iterable[str],
         kernel_id: str | None = None,
         config: NbMCP | None = None,
+        any_port_if_taken: bool = False,
     ) -> None:
+        """``any_port_if_taken``: if ``port`` is in use, listen on a free one instead and say so in ``info.notice``
+        (for a port kept from an earlier start, which another process may have taken since)."""
         if host not in ("127.0.0.1", "localhost", "::1") and not token:
             raise ValueError(f"binding {host} exposes the kernel beyond this machine: a token is required")
         self.mcp_server = mcp_server
@@ -91,7 +127,7 @@ class InKernelServer:
             # The token may be rotated: the log asks for the current one when it redacts.
             self.audit = AuditLog(config.audit_log or None, server_id=self.server_id, secret=lambda: self.info.token)
         try:
-            self._serve(host, port, token, allowed_origins, kernel_id)
+            self._serve(host, port, token, allowed_origins, kernel_id, any_port_if_taken)
         except BaseException:
             if self.audit is not None:
                 self.audit.close()
@@ -99,8 +135,26 @@ class InKernelServer:
         if self.audit is not None:
             mcp_server.call_listeners.append(self.audit)
 
-    def _serve(self, host: str, port: int, token: str, allowed_origins: Iterable[str], kernel_id: str | None) -> None:
-        sock = bind_socket(host, port)
+    def _serve(
+        self,
+        host: str,
+        port: int,
+        token: str,
+        allowed_origins: Iterable[str],
+        kernel_id: str | None,
+        any_port_if_taken: bool,
+    ) -> None:
+        notice = None
+        try:
+            sock = bind_socket(host, port)
+        except OSError:
+            if not any_port_if_taken or port == 0:
+                raise
+            sock = bind_socket(host, 0)
+            notice = (
+                f"port {port} (this kernel's earlier port) is taken now, so the server moved to port "
+                f"{sock.getsockname()[1]}: URL-based configs need the new URL (`%mcp config vscode|cursor`)"
+            )
         self.host, self.port = sock.getsockname()[:2]
         hosts, origins = loopback_names(self.host, self.port)
         self.security = SecurityMiddleware(
@@ -123,6 +177,7 @@ class InKernelServer:
             server_id=self.server_id,
             kernel_id=kernel_id,
             connection_file=None,
+            notice=notice,
         )
         try:
             self._write_connection_file()
@@ -165,7 +220,19 @@ class InKernelServer:
                 self.audit.close()
 
 
+@dataclass(frozen=True)
+class _Kept:
+    """What a restart keeps from the previous server in this process (the kernel's life): clients configured
+    with its URL and token keep working, and a mode the user chose is not silently reset."""
+
+    ip: str
+    port: int
+    token: str
+    mode: str
+
+
 _current: InKernelServer | None = None
+_kept: _Kept | None = None
 _current_lock = threading.Lock()
 
 
@@ -180,40 +247,66 @@ def start_server(
     execute_runner: Any = None,
     **options: Any,
 ) -> ServerInfo:
-    """Start this process's MCP server (idempotent: returns the running one's info)."""
+    """Start this process's MCP server (idempotent: returns the running one's info).
+
+    A restart (after ``stop_server``, ``%mcp stop``, ``%unload_ext``) keeps the earlier port, token and mode,
+    unless asked otherwise: ``port=`` (0: a new free port), a configured port (``NBMCP_PORT``,
+    ``c.NbMCP.port``), ``token=``, ``mode=`` or ``allow_execute=``. A kept port another process took meanwhile
+    gives way to a free one, and ``info.notice`` says so.
+    """
     global _current
     with _current_lock:
         if _current is not None:
             return _current.info
         config = load_config(shell, port=port, token=token, ip=ip, **options)
-        kernel_id = _kernel_id()
+        kept = _kept
+        keep_port = kept is not None and port is None and config.port == 0 and config.ip == kept.ip
+        mode = config.effective_mode
+        if kept is not None and "mode" not in options and "allow_execute" not in options:
+            mode = kept.mode
+        if mode == "execute" and execute_runner is None:
+            mode = "tools"  # no kernel to run code in (a plain Python process)
         server = NbMCPServer(
             registry if registry is not None else default_registry,
             output_budget=config.output_budget,
             image_max_px=config.image_max_px,
-            mode="tools" if config.effective_mode == "execute" and execute_runner is None else config.effective_mode,
+            mode=mode,
             approval_policy=config.approval_policy,
             approval_timeout=config.approval_timeout,
             main_thread_timeout=config.main_thread_timeout,
             main_thread_runner=main_thread_runner,
             execute_runner=execute_runner,
         )
-        _current = InKernelServer(
-            server,
-            host=config.ip,
-            port=config.port,
-            token=config.token or secrets.token_urlsafe(32),
-            allowed_origins=config.allowed_origins,
-            kernel_id=kernel_id,
-            config=config,
-        )
+        try:
+            _current = InKernelServer(
+                server,
+                host=config.ip,
+                port=kept.port if keep_port and kept is not None else config.port,
+                token=(kept.token if kept is not None and token is None else config.token) or secrets.token_urlsafe(32),
+                allowed_origins=config.allowed_origins,
+                kernel_id=_kernel_id(),
+                config=config,
+                any_port_if_taken=keep_port,
+            )
+        except BaseException:
+            server.close()  # unsubscribe from the registry: nothing serves this one
+            raise
         return _current.info
 
 
 def stop_server() -> None:
-    global _current
+    """Stop this process's server, remembering its port, token and mode for the next start."""
+    global _current, _kept
     with _current_lock:
         server, _current = _current, None
+        if server is not None:
+            _kept = _Kept(
+                # The address as configured ("localhost" stays "localhost"), to compare with the next start's.
+                ip=server.config.ip if server.config is not None else server.info.host,
+                port=server.info.port,
+                token=server.info.token,
+                mode=server.mcp_server.mode,
+            )
     if server is not None:
         server.stop()
 

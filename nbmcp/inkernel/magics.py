@@ -16,7 +16,8 @@ from IPython.core.magic import Magics, line_magic, magics_class
 
 from . import lifecycle
 from .approvals import pending_approvals
-from .registry import default_registry
+from .objects import OBJECT_TEMPLATES, OBJECTS_URI
+from .registry import Registry, default_registry
 from .shell import banner, start_in_shell
 
 USAGE = """\
@@ -30,7 +31,29 @@ USAGE = """\
 %mcp mode read-only|tools|execute
 %mcp allow-execute        same as `%mcp mode execute`
 %mcp approve all|ask|none
-%mcp start | %mcp stop"""
+%mcp stop                 stop serving (a later start keeps the URL, token and mode)
+%mcp start [--new-port]   start again (--new-port: a new free port)
+%mcp help                 this list"""
+
+
+# More exposed objects than this are counted, not listed, in the status line.
+LISTED_OBJECTS = 5
+
+
+def readable_resources(registry: Registry) -> str:
+    """What a client can read, in one line: the index, each object's URI (or how many there are), and the
+    user's resources and templates."""
+    registered = registry.snapshot()
+    objects = sorted(f"{OBJECTS_URI}/{obj.name}" for obj in registered.objects.values() if obj.enabled)
+    user = sorted(spec.uri for spec in registered.resources.values() if spec.enabled)
+    parts = [f"{OBJECTS_URI} (index)"]
+    if len(objects) > LISTED_OBJECTS:
+        parts.append(f"{len(objects)} objects under {OBJECT_TEMPLATES['summary']}")
+    else:
+        parts += objects
+    if objects:
+        parts.append(f"pages {OBJECT_TEMPLATES['rows']}")
+    return ", ".join(parts + user)
 
 
 @magics_class
@@ -83,7 +106,7 @@ class NbMCPMagics(Magics):
         print(f"  tools:     {', '.join(sorted(served.served_tools)) or '(none)'}")
         print(f"  objects:   {', '.join(sorted(registered.objects)) or '(none: nbmcp.expose(df, name))'}")
         print(f"  prompts:   {', '.join(sorted(registered.prompts)) or '(none)'}")
-        print(f"  resources: {', '.join(sorted(registered.resources)) or '(only nbmcp://objects)'}")
+        print(f"  resources: {readable_resources(server.mcp_server.registry)}")
 
     def _cmd_tools(self, args: list[str]) -> None:
         self._no_args(args, "tools")
@@ -186,12 +209,15 @@ class NbMCPMagics(Magics):
         print(f"nbmcp: approval policy is now {args[0]!r}")
 
     def _cmd_start(self, args: list[str]) -> None:
-        self._no_args(args, "start")
+        if args not in ([], ["--new-port"]):
+            raise UsageError(f"usage: %mcp start [--new-port], not %mcp start {' '.join(args)}")
         running = lifecycle.running_info()
         if running is not None:
-            print(f"nbmcp: already serving {running.url}")
+            hint = " (`%mcp stop` first to move it to a new port)" if args else ""
+            print(f"nbmcp: already serving {running.url}{hint}")
             return
-        print(banner(start_in_shell(self.shell)))
+        # port=0 asks for a free port; no port keeps the one this kernel had (or the configured one).
+        print(banner(start_in_shell(self.shell, port=0) if args else start_in_shell(self.shell)))
 
     def _cmd_stop(self, args: list[str]) -> None:
         self._no_args(args, "stop")

@@ -47,3 +47,44 @@ def test_stop_and_start_print_the_banner(server: dict, kernel: KernelHandle) -> 
     out = kernel.run("%mcp start").raise_for_error().stdout
     assert "nbmcp: MCP server for this kernel at http://127.0.0.1:" in out and "nbmcp bridge --kernel-id" in out
     assert "already serving" in kernel.run("%mcp start").raise_for_error().stdout
+
+
+def resources_line(kernel: KernelHandle) -> str:
+    status = kernel.run("%mcp").raise_for_error().stdout
+    (line,) = [line for line in status.splitlines() if line.strip().startswith("resources:")]
+    return line
+
+
+def test_status_lists_the_resources_a_client_can_read(server: dict, kernel: KernelHandle) -> None:
+    kernel.run(
+        "import nbmcp\n"
+        "nbmcp.expose([1, 2, 3], 'sales')\n"
+        "@nbmcp.resource('docs://readme')\ndef readme() -> str:\n    return 'read me'\n"
+        "@nbmcp.resource('items://{id}')\ndef item(id: str) -> str:\n    return id\n"
+    ).raise_for_error()
+    line = resources_line(kernel)
+    assert "nbmcp://objects (index)" in line and "nbmcp://objects/sales" in line
+    assert "nbmcp://objects/{name}/rows/{offset}/{limit}" in line  # how to page a frame
+    assert "docs://readme" in line and "items://{id}" in line
+    assert "only nbmcp://objects" not in line
+
+    # Many objects are counted, not listed: the line stays one line.
+    kernel.run("for i in range(8):\n    nbmcp.expose(i, f'n{i}')").raise_for_error()
+    line = resources_line(kernel)
+    objects = kernel.value("len(nbmcp.inkernel.registry.default_registry.snapshot().objects)")
+    assert f"{objects} objects under nbmcp://objects/{{name}}" in line and "nbmcp://objects/n3" not in line
+    kernel.run("for i in range(8):\n    nbmcp.unexpose(f'n{i}')\nnbmcp.unexpose('sales')").raise_for_error()
+
+
+def test_bad_subcommands_say_what_to_type(server: dict, kernel: KernelHandle) -> None:
+    bad = kernel.run("%mcp statuss")
+    assert "UsageError" in bad.stderr and "unknown %mcp subcommand 'statuss'" in bad.stderr
+    for subcommand in ("%mcp tools", "%mcp config", "%mcp start [--new-port]", "%mcp stop", "%mcp mode"):
+        assert subcommand in bad.stderr
+    assert "Traceback" not in bad.stderr  # a usage error, not a crash
+    bad = kernel.run('%mcp expose "unclosed')
+    assert "UsageError" in bad.stderr and "%mcp tools" in bad.stderr
+    bad = kernel.run("%mcp config claud")
+    assert "UsageError" in bad.stderr and "claude" in bad.stderr and "vscode" in bad.stderr
+    bad = kernel.run("%mcp stop now")
+    assert "UsageError" in bad.stderr and "%mcp stop takes no arguments" in bad.stderr
