@@ -2,9 +2,66 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
-__all__ = ["run_bridge"]
+__all__ = ["run_bridge", "unreachable_message"]
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc``, the members of exception groups and the causes, depth first (the SDK client wraps a failed
+    connection in task-group exception groups, several levels deep)."""
+    found: list[BaseException] = []
+    pending = [exc]
+    while pending:
+        current = pending.pop(0)
+        if current in found:
+            continue
+        found.append(current)
+        pending.extend(getattr(current, "exceptions", ()))
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                pending.append(linked)
+    return found
+
+
+async def unreachable_message(url: str, token: str | None, exc: BaseException) -> str:
+    """One line: why the MCP server at ``url`` could not be reached and what to do instead.
+
+    The SDK client reports an HTTP error status only as "Server returned an error response", so on that
+    failure path one plain request asks the server for its status.
+    """
+    causes = _causes(exc)
+    if any(type(c).__name__ in ("ConnectError", "ConnectTimeout", "ConnectionRefusedError") for c in causes):
+        return (
+            f"nothing answers at {url}: is the server running? `nbmcp list` shows the running servers "
+            "(`%load_ext nbmcp` in a notebook starts one)"
+        )
+    status = await _status_of(url, token)
+    if status in (401, 403):
+        how = "the token was refused" if token else "no token was given"
+        return (
+            f"{url} answered {status}, {how}: set $NBMCP_TOKEN to the server's token (`%mcp token` in its "
+            "notebook shows it), or use --kernel-id to read it from the kernel's connection file"
+        )
+    if status == 404:
+        return f"{url} answered 404: not an MCP endpoint; `nbmcp list` shows the running servers' URLs"
+    innermost = causes[-1]
+    return f"cannot connect to {url}: {type(innermost).__name__}: {innermost}"
+
+
+async def _status_of(url: str, token: str | None) -> int | None:
+    import httpx
+
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    ping = {"jsonrpc": "2.0", "id": 0, "method": "ping"}
+    try:
+        async with httpx.AsyncClient(timeout=5, trust_env=False) as http:
+            return (await http.post(url, json=ping, headers=headers)).status_code
+    except httpx.HTTPError:
+        return None
 
 
 async def run_bridge(url: str, token: str | None) -> None:
@@ -58,7 +115,13 @@ async def run_bridge(url: str, token: str | None) -> None:
             except Exception:
                 sessions.pop(key, None)
 
-    async with connect(url, token, mode="legacy", message_handler=forward, cache=None) as upstream:
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            upstream = await stack.enter_async_context(
+                connect(url, token, mode="legacy", message_handler=forward, cache=None)
+            )
+        except Exception as exc:  # the upstream is not there: one line that says what to do, no traceback
+            raise ConnectionError(await unreachable_message(url, token, exc)) from None
 
         async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
             remember(ctx)

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .exceptions import NbMCPError
+
 __all__ = ["main"]
 
 CLIENTS = ("claude", "vscode", "cursor", "generic")
@@ -42,12 +44,14 @@ def _parser() -> argparse.ArgumentParser:
         const=True,
         default=None,
         metavar="CONNECTION_FILE",
-        help="attach to a running kernel (default: the newest in the Jupyter runtime dir); with "
+        help="attach to a running kernel (default: the newest in the Jupyter runtime dir that answers); with "
         "--server-url: a kernel id on that server (default: the most recently active)",
     )
     serve.add_argument("--server-url", help="use a kernel behind this Jupyter Server (REST + WebSocket API)")
     serve.add_argument(
-        "--server-token", help="the Jupyter Server's token (default: $JUPYTER_TOKEN; prefer the variable)"
+        "--server-token",
+        help="the Jupyter Server's token (default: $JUPYTER_TOKEN; prefer the variable, set in the client "
+        "config's \"env\" block: clients do not pass on your shell's environment)",
     )
     serve.add_argument("--notebook", type=Path, help="session notebook (default nbmcp-session-<time>.ipynb)")
     serve.add_argument("--no-record", action="store_true", help="do not record executions in a notebook")
@@ -65,8 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     target = bridge.add_mutually_exclusive_group()
     target.add_argument("--kernel-id", help="the kernel's id (a prefix is enough)")
-    target.add_argument("--url", help="an MCP endpoint URL (token from --token or $NBMCP_TOKEN)")
-    bridge.add_argument("--token", help=argparse.SUPPRESS)
+    target.add_argument("--url", help="an MCP endpoint URL (token from $NBMCP_TOKEN or --token)")
+    bridge.add_argument(
+        "--token",
+        help="bearer token for --url; prefer $NBMCP_TOKEN: a command line is visible to other users (ps)",
+    )
 
     lst = sub.add_parser("list", help="running nbmcp servers (tokens are not shown)")
     lst.add_argument("--json", action="store_true", help="machine-readable output")
@@ -90,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(_COMMANDS[args.command](args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (LookupError, ValueError, OSError) as exc:
+    except (LookupError, ValueError, OSError, NbMCPError) as exc:  # expected: one line that says what to do
         print(f"nbmcp {args.command}: {exc}", file=sys.stderr)
         return 1
 
@@ -134,7 +141,7 @@ def _bridge(args: argparse.Namespace) -> int:
         url, token = info["url"], info.get("token")
     from .bridge import run_bridge
 
-    anyio.run(run_bridge, url, token)
+    anyio.run(run_bridge, url, token)  # an unreachable upstream raises ConnectionError with what to do
     return 0
 
 
@@ -161,17 +168,36 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def serve_command() -> list[str]:
-    """How a client should launch ``nbmcp serve``: this environment's executable, so it finds the kernel."""
+    """How a client should launch ``nbmcp serve``: by absolute path, because a client (Claude Desktop, an IDE)
+    does not run in the shell that activated this environment, so ``nbmcp`` is not on its PATH. The
+    installed script when there is one, else this interpreter with ``-m nbmcp``."""
     exe = Path(sys.executable).with_name("nbmcp")
-    if exe.exists():
+    if exe.is_file() and os.access(exe, os.X_OK):
         return [str(exe), "serve"]
-    return [sys.executable, "-m", "nbmcp.cli", "serve"]
+    return [sys.executable, "-m", "nbmcp", "serve"]
+
+
+# A placeholder, never the value of $JUPYTER_TOKEN: a config is pasted into files and chats.
+TOKEN_PLACEHOLDER = "<your Jupyter token>"
+
+
+def _needs_jupyter_token(extra: Sequence[str]) -> bool:
+    """Whether ``nbmcp serve`` with these arguments reads the Jupyter Server token from the environment."""
+    has_url = any(a == "--server-url" or a.startswith("--server-url=") for a in extra)
+    has_token = any(a == "--server-token" or a.startswith("--server-token=") for a in extra)
+    return has_url and not has_token
 
 
 def client_config(client: str, name: str = "jupyter", extra: Sequence[str] = ()) -> dict[str, Any]:
-    """An MCP client config entry that launches ``nbmcp serve`` over stdio."""
+    """An MCP client config entry that launches ``nbmcp serve`` over stdio.
+
+    With ``--server-url`` (and no ``--server-token``) the entry has an ``env`` block for ``JUPYTER_TOKEN``:
+    a client starts servers with its own environment, not the shell's, so an exported token is not seen.
+    """
     command, *args = [*serve_command(), *extra]
     entry: dict[str, Any] = {"command": command, "args": args}
+    if _needs_jupyter_token(extra):
+        entry["env"] = {"JUPYTER_TOKEN": TOKEN_PLACEHOLDER}
     if client == "vscode":
         return {"servers": {name: {"type": "stdio", **entry}}}
     if client in ("claude", "cursor", "generic"):
@@ -191,6 +217,12 @@ def _config(args: argparse.Namespace) -> int:
     extra = [a for a in args.serve_args if a != "--"]
     print(json.dumps(client_config(args.client, args.name, extra), indent=2))
     print(f"# {_CONFIG_WHERE[args.client].format(name=args.name)}", file=sys.stderr)
+    if _needs_jupyter_token(extra):
+        print(
+            f'# replace "{TOKEN_PLACEHOLDER}" with the Jupyter Server\'s token: the client starts nbmcp with its '
+            "own environment, not your shell's, so an exported $JUPYTER_TOKEN does not reach it",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -96,14 +96,22 @@ def list_servers(*, include_stale: bool = False) -> list[dict[str, Any]]:
 
 
 def find_server(kernel_id: str | None = None) -> dict[str, Any]:
-    """The server of ``kernel_id`` (a prefix is enough), or the newest one."""
+    """The server of ``kernel_id`` (a prefix is enough), or the newest one. A ``LookupError`` says which
+    servers do run (or that none does) and how to start one."""
     servers = list_servers()
-    if not servers:
-        raise LookupError("no running nbmcp server found: run `%load_ext nbmcp` in a notebook first")
+    start = "run `%load_ext nbmcp` in the notebook of the kernel you want to reach"
     if kernel_id is None:
+        if not servers:
+            raise LookupError(f"no running nbmcp server found in {runtime_dir()}: {start}")
         return servers[0]
-    matches = [s for s in servers if str(s.get("kernel_id", "")).startswith(kernel_id)]
-    if not matches:
-        known = ", ".join(str(s.get("kernel_id")) for s in servers)
-        raise LookupError(f"no nbmcp server for kernel {kernel_id!r}; running: {known}")
-    return matches[0]
+    in_kernels = [s for s in servers if s.get("kernel_id")]
+    matches = [s for s in in_kernels if str(s["kernel_id"]).startswith(kernel_id)]
+    if matches:
+        return matches[0]
+    if not in_kernels:
+        raise LookupError(f"no nbmcp server for kernel {kernel_id!r}: none is running in any kernel; {start}")
+    known = ", ".join(str(s["kernel_id"])[:8] for s in in_kernels)
+    raise LookupError(
+        f"no nbmcp server for kernel {kernel_id!r}; servers run in kernels {known} (`nbmcp list` shows them); "
+        f"for another kernel, {start}"
+    )

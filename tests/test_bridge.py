@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import anyio
 import pytest
@@ -12,7 +14,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.types import TextContent
 
-from tests.conftest import KernelHandle
+from tests.conftest import KernelHandle, free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
@@ -89,4 +91,45 @@ def test_unknown_kernel_id_names_the_running_ones(in_kernel: dict) -> None:
         stdin=subprocess.DEVNULL,
     )
     assert failed.returncode != 0
-    assert "no-such-kernel" in failed.stderr and in_kernel["kernel_id"] in failed.stderr
+    assert "no-such-kernel" in failed.stderr and in_kernel["kernel_id"][:8] in failed.stderr
+    assert "Traceback" not in failed.stderr and len(failed.stderr.strip().splitlines()) == 1
+
+
+def run_bridge_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nbmcp", "bridge", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_unknown_kernel_id_with_no_server_running_says_how_to_start_one(tmp_path: Path) -> None:
+    failed = run_bridge_cli("--kernel-id", "zzz", env={"JUPYTER_RUNTIME_DIR": str(tmp_path)})
+    assert failed.returncode == 1 and len(failed.stderr.strip().splitlines()) == 1, failed.stderr
+    assert "'zzz'" in failed.stderr and "none is running" in failed.stderr and "%load_ext nbmcp" in failed.stderr
+
+
+def test_url_with_nothing_listening_is_one_line_that_says_what_to_do() -> None:
+    url = f"http://127.0.0.1:{free_port()}/mcp"
+    failed = run_bridge_cli("--url", url)
+    assert failed.returncode == 1
+    assert failed.stderr.strip().splitlines() == [failed.stderr.strip()], failed.stderr  # one line, no traceback
+    assert f"nothing answers at {url}" in failed.stderr and "nbmcp list" in failed.stderr
+
+
+def test_url_with_a_wrong_token_says_which_token_to_use(in_kernel: dict, kernel: KernelHandle) -> None:
+    url = kernel.value("nbmcp.info().url")
+    failed = run_bridge_cli("--url", url, env={"NBMCP_TOKEN": "not-the-token"})
+    assert failed.returncode == 1 and len(failed.stderr.strip().splitlines()) == 1, failed.stderr
+    assert "401" in failed.stderr and "token was refused" in failed.stderr and "NBMCP_TOKEN" in failed.stderr
+
+
+def test_token_option_is_documented_with_the_safer_variable() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "nbmcp", "bridge", "--help"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    assert "--token TOKEN" in shown
+    assert "NBMCP_TOKEN" in " ".join(shown.split())

@@ -21,19 +21,95 @@ __all__ = [
     "attached_client",
     "launch_kernel",
     "newest_connection_file",
+    "newest_live_connection_file",
     "process_of",
 ]
 
 
-def newest_connection_file(runtime_dir: str | None = None) -> str:
-    """The most recently modified ``kernel-*.json`` in the Jupyter runtime dir."""
+PROBE_TIMEOUT = 1.0  # a live kernel's heartbeat echoes in about a millisecond, even while a cell runs
+
+
+def newest_connection_file(runtime_dir: str | None = None, *, probe_timeout: float = PROBE_TIMEOUT) -> str:
+    """The most recently modified ``kernel-*.json`` in the Jupyter runtime dir whose kernel answers."""
+    return newest_live_connection_file(runtime_dir, probe_timeout=probe_timeout)[0]
+
+
+def newest_live_connection_file(
+    runtime_dir: str | None = None, *, probe_timeout: float = PROBE_TIMEOUT
+) -> tuple[str, int]:
+    """The newest ``kernel-*.json`` whose kernel answers, and how many newer files were skipped.
+
+    Files of dead kernels stay behind (a crash, a killed server: a dozen in one runtime dir is common), so
+    the newest file is not enough: every kernel's heartbeat is pinged at once and the newest that echoes
+    within ``probe_timeout`` wins, without waiting for older ones.
+    """
     from jupyter_core.paths import jupyter_runtime_dir
 
     where = runtime_dir or jupyter_runtime_dir()
-    files = glob.glob(os.path.join(where, "kernel-*.json"))
+    files = sorted(glob.glob(os.path.join(where, "kernel-*.json")), key=_mtime, reverse=True)
     if not files:
-        raise KernelSessionError(f"no kernel connection file (kernel-*.json) in {where}")
-    return max(files, key=os.path.getmtime)
+        raise KernelSessionError(
+            f"no kernel connection file (kernel-*.json) in {where}: start a kernel (open a notebook) first, "
+            "or pass --existing CONNECTION_FILE"
+        )
+    chosen = _newest_answering(files, probe_timeout)
+    if chosen is None:
+        raise KernelSessionError(
+            f"skipped all {len(files)} kernel connection files in {where}: no kernel answered within "
+            f"{probe_timeout:g} s (files of dead kernels): start a kernel (open a notebook) or pass "
+            "--existing CONNECTION_FILE"
+        )
+    return chosen, files.index(chosen)
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.path.getmtime(path)
+    except OSError:
+        return 0.0
+
+
+def _newest_answering(files: list[str], timeout: float) -> str | None:
+    """The first of ``files`` (newest first) whose kernel echoes a heartbeat within ``timeout`` seconds."""
+    import time
+
+    import zmq
+    from jupyter_client.blocking import BlockingKernelClient
+
+    context = zmq.Context()
+    sockets: dict[Any, int] = {}
+    poller = zmq.Poller()
+    try:
+        for index, path in enumerate(files):
+            try:
+                client = BlockingKernelClient(connection_file=path, context=context)
+                client.load_connection_file()
+                sock = client.connect_hb()  # CurveZMQ keys from the file, as jupyter_client applies them
+                sock.linger = 0
+                sockets[sock] = index
+                sock.send(b"ping", zmq.NOBLOCK)
+            except Exception:  # unreadable file, bad ports: not a kernel we can use
+                continue
+            poller.register(sock, zmq.POLLIN)
+        answered: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while sockets:
+            # the newest answering file wins once every newer one is known to be silent (at the deadline)
+            remaining = deadline - time.monotonic()
+            for sock, _event in poller.poll(max(0, remaining) * 1000):
+                answered.add(sockets[sock])
+                poller.unregister(sock)  # answered: its unread echo must not wake every later poll
+            pending = [i for i in sorted(sockets.values()) if i not in answered]
+            best = min(answered, default=None)
+            if best is not None and (remaining <= 0 or all(i > best for i in pending)):
+                return files[best]
+            if remaining <= 0:
+                return None
+        return None
+    finally:
+        for sock in sockets:
+            sock.close(linger=0)
+        context.term()
 
 
 async def launch_kernel(kernel_name: str, *, cwd: str | Path | None, extra_arguments: list[str] | None) -> Any:
@@ -90,6 +166,7 @@ class JupyterServerAPI:
         import httpx
 
         self.base = server_url.rstrip("/") + "/"
+        self.token = token
         self.headers = {"Authorization": f"token {token}"} if token else {}
         self._http = httpx.AsyncClient(base_url=self.base, headers=self.headers, timeout=30.0)
 
@@ -101,11 +178,25 @@ class JupyterServerAPI:
         except httpx.HTTPError as exc:
             raise KernelSessionError(f"Jupyter Server {self.base} unreachable: {exc}") from exc
         if response.status_code >= 400:
-            raise KernelSessionError(
-                f"Jupyter Server {self.base} answered {response.status_code} to {method} /{path}"
-                + (" (check --server-token)" if response.status_code in (401, 403) else "")
-            )
+            answered = f"Jupyter Server {self.base} answered {response.status_code} to {method} /{path}"
+            raise KernelSessionError(answered + self._what_to_do(response.status_code))
         return response
+
+    def _what_to_do(self, status: int) -> str:
+        if status not in (401, 403):
+            return ""
+        if not self.token:
+            # the usual cause: the token is exported in the shell, but an MCP client starts nbmcp with its
+            # own environment, so $JUPYTER_TOKEN never arrives
+            return (
+                ": no token was given (no --server-token, and JUPYTER_TOKEN is not in this process's environment; "
+                'MCP clients do not pass on your shell\'s): add "env": {"JUPYTER_TOKEN": "<your Jupyter '
+                "token>\"} to this server's entry in the client config (`nbmcp config CLIENT -- --server-url URL` "
+                "prints one)"
+            )
+        if self.token.startswith("<") and self.token.endswith(">"):
+            return f": the token is still the placeholder {self.token}; put the Jupyter Server's token there"
+        return " (check --server-token / JUPYTER_TOKEN: the server refused this token)"
 
     async def newest_kernel_id(self) -> str:
         """The most recently active kernel."""

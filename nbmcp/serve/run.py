@@ -52,6 +52,8 @@ def main(settings: dict[str, Any]) -> int:
 
 
 async def _launch_and_serve(settings: dict[str, Any]) -> None:
+    if settings.get("existing") is True and not settings.get("server_url"):
+        settings["existing"] = await _choose_connection_file()
     launched = None
     shared = settings.get("transport", "stdio") == "stdio" or settings.get("shared")
     if not settings.get("server_url") and settings.get("existing") is None and shared:
@@ -66,6 +68,17 @@ async def _launch_and_serve(settings: dict[str, Any]) -> None:
             await launched.shutdown()
         raise
     await serve(options, launched=launched)
+
+
+async def _choose_connection_file() -> str:
+    """``--existing`` with no file: the newest kernel that answers, named on stderr (the client's log), so
+    the human can tell which of their kernels the assistant works in."""
+    from .connect import newest_live_connection_file
+
+    path, skipped = await asyncio.to_thread(newest_live_connection_file)
+    note = f" (skipped {skipped} newer file{'s' if skipped != 1 else ''} of kernels that did not answer)"
+    print(f"nbmcp serve: attaching to the kernel of {path}{note if skipped else ''}", file=sys.stderr, flush=True)
+    return path
 
 
 def _skip_slow_imports() -> None:
@@ -93,11 +106,14 @@ async def serve(options: ServeOptions, *, launched: KernelSession | None = None)
         print(f"nbmcp serve: {url}", file=sys.stderr)
         print(f"  bearer token: {token[:4]}… (full token in {written[-1]})", file=sys.stderr, flush=True)
 
+    def forget() -> None:  # the file holds the token: it goes on every way out, signals included
+        while written:
+            remove_connection_file(written.pop())
+
     try:
-        await run_http(options, ready=ready, launched=launched)
+        await run_http(options, ready=ready, launched=launched, on_exit=forget)
     finally:
-        for path in written:
-            remove_connection_file(path)
+        forget()
 
 
 async def run_stdio(options: ServeOptions, *, launched: KernelSession | None = None) -> None:
@@ -122,10 +138,12 @@ async def run_http(
     *,
     ready: Callable[[str, str], None] | None = None,
     launched: KernelSession | None = None,
+    on_exit: Callable[[], None] | None = None,
 ) -> None:
     """Serve streamable HTTP on ``options.host:options.port`` behind the bearer token and Host/Origin
     checks until a signal arrives; each client session gets its own kernel unless ``shared``.
-    ``ready(url, token)`` is called once the server listens."""
+    ``ready(url, token)`` is called once the server listens; ``on_exit()`` when it stops, also when a signal
+    ends the process (which then dies of that signal without unwinding)."""
     import secrets
 
     from ..transport import SecurityMiddleware, bind_socket, loopback_names, serve_app
@@ -147,7 +165,7 @@ async def run_http(
     )
     shown_host = f"[{host}]" if ":" in host else host
     started = asyncio.Event()
-    remove = _install_signal_handlers(provider)
+    remove = _install_signal_handlers(provider, on_exit)
     serving = asyncio.ensure_future(serve_app(app, sock, on_started=started.set))
     try:
         listening = asyncio.ensure_future(started.wait())
@@ -166,19 +184,25 @@ async def run_http(
                 await serving
             await provider.close_all()
             sock.close()
+            if on_exit is not None:
+                on_exit()
 
 
-def _install_signal_handlers(provider: KernelProvider) -> Callable[[], None]:
-    """SIGTERM/SIGINT/SIGHUP: shut our kernels down (bounded), then die of the same signal.
+def _install_signal_handlers(provider: KernelProvider, on_exit: Callable[[], None] | None = None) -> Callable[[], None]:
+    """SIGTERM/SIGINT/SIGHUP: call ``on_exit``, shut our kernels down (bounded), then die of the same signal.
 
     Cancelling the serving task is not enough: the SDK's stdio transport reads stdin on a worker thread
-    that cannot be cancelled, so the process would linger until stdin closes.
+    that cannot be cancelled, so the process would linger until stdin closes. Dying of the signal skips
+    every ``finally``, hence ``on_exit``.
     """
     loop = asyncio.get_running_loop()
     installed = []
     terminating: list[asyncio.Task[None]] = []
 
     async def terminate(signum: int) -> None:
+        if on_exit is not None:  # first: a kernel slow to shut down must not keep the token file around
+            with contextlib.suppress(Exception):
+                on_exit()
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(provider.close_all(), 15)
         signal.signal(signum, signal.SIG_DFL)

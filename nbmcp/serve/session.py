@@ -266,6 +266,13 @@ class KernelSession:
                 self._died = False
                 return
             if time.monotonic() >= deadline:
+                if self.kind == "attached":
+                    raise KernelSessionError(
+                        f"the kernel of {self.connection_file} did not answer within {timeout:g} s: it may have "
+                        "died and left its file behind; pass --existing with the connection file of a running "
+                        "kernel (`%connect_info` in its notebook names it), or --existing alone for the newest "
+                        "that answers"
+                    )
                 raise KernelSessionError(f"kernel did not become ready within {timeout:g} s")
 
     async def _kernel_info_round(self, channel: str, step_end: float) -> bool:
@@ -377,9 +384,11 @@ class KernelSession:
         how = f" (exit code {code})" if code is not None else ""
         if self.kind == "attached":
             fix = "restart it from its notebook (it is not ours to restart)"
+            where = f" (connection file {self.connection_file})" if self.connection_file else ""
         else:
             fix = "call restart() to start a fresh one (all variables are lost)"
-        return f"The kernel {self.kernel_id} died{how}; {fix}."
+            where = ""
+        return f"The kernel {self.kernel_id}{where} died{how}; {fix}."
 
     # -------------------------------------------------------------- execution
 

@@ -23,7 +23,7 @@ import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.types import CallToolResult, ToolAnnotations
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from .. import content
 from .._version import __version__
@@ -281,6 +281,14 @@ class ServeTools:
         return CallToolResult(content=converted.content, structured_content=structured, is_error=failed)
 
 
+def number_as_text(value: Any) -> Any:
+    """A number sent for ``code`` as its text: CLI clients such as the MCP Inspector (``--tool-arg code=1``)
+    send ``1`` as a JSON number, and refusing it ("Input should be a valid string") helps nobody."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
 def _check_name(name: str) -> str:
     name = name.strip() if isinstance(name, str) else name
     if not isinstance(name, str) or not _DOTTED_NAME.match(name):
@@ -344,7 +352,14 @@ def _add_execution_tools(server: MCPServer, tools: ServeTools) -> None:
     @server.tool(annotations=_MUTATING, structured_output=False)
     async def execute(
         ctx: Context,
-        code: Annotated[str, Field(description="Code to run, like a notebook cell.")],
+        code: Annotated[
+            str,
+            BeforeValidator(number_as_text),
+            Field(
+                description="Python source text to run, like a notebook cell (a string; a bare number is "
+                "taken as its text)."
+            ),
+        ],
         timeout: Annotated[
             float | None, Field(description="Seconds before the kernel is interrupted (default: server's).")
         ] = None,

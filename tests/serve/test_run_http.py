@@ -25,8 +25,9 @@ TOKEN = "test-token-" + "x" * 20
 
 
 class ServeProcess:
-    def __init__(self, tmp: Path, *args: str) -> None:
-        env = {**os.environ, "NBMCP_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
+    def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, "NBMCP_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.connection_file: Path | None = None
         cmd = [sys.executable, "-m", "nbmcp.cli", "serve", "--transport", "http", "--no-record", *args]
         self.proc = subprocess.Popen(cmd, cwd=tmp, env=env, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
         self.url = self._wait_url()
@@ -44,7 +45,11 @@ class ServeProcess:
                 break
             seen.append(line)
             if line.startswith("nbmcp serve: http"):
-                return line.split(": ", 1)[1].strip()
+                url = line.split(": ", 1)[1].strip()
+                token_line = self.proc.stderr.readline()  # "  bearer token: abcd… (full token in PATH)"
+                if "full token in " in token_line:
+                    self.connection_file = Path(token_line.split("full token in ", 1)[1].rstrip().rstrip(")"))
+                return url
         self.proc.kill()
         raise AssertionError(f"server did not start: {''.join(seen)}")
 
@@ -140,6 +145,25 @@ async def test_sigterm_shuts_down_every_kernel(tmp_path: Path) -> None:
                 proc.proc.send_signal(signal.SIGTERM)
                 assert wait_gone(pid_a) and wait_gone(pid_b), "kernels leaked after SIGTERM"
         proc.proc.wait(15)
+    finally:
+        proc.stop()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_a_signal_removes_the_connection_file_and_the_kernel(tmp_path: Path, signum: int) -> None:
+    runtime = tmp_path / "runtime"
+    proc = ServeProcess(tmp_path, "--shared", env={"JUPYTER_RUNTIME_DIR": str(runtime)})
+    try:
+        assert proc.connection_file is not None and proc.connection_file.parent == runtime
+        assert TOKEN in proc.connection_file.read_text()
+        async with connect(proc.url, TOKEN, mode="legacy") as client:
+            pid = await kernel_pid(client)
+        proc.proc.send_signal(signum)
+        assert proc.proc.wait(10) == -signum  # it dies of the signal, as a well-behaved server does
+        assert not proc.connection_file.exists(), "the connection file (with the token) outlived the server"
+        assert not list(runtime.glob("nbmcp-*.json"))
+        assert wait_gone(pid), "the kernel outlived the server"
     finally:
         proc.stop()
 

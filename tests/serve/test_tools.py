@@ -90,6 +90,17 @@ async def test_execute_result_says_status_count_and_kernel(client: Client) -> No
     assert sc["kernel"]["id"][:8] in result.content[-1].text  # the status line names the kernel
 
 
+async def test_a_number_sent_as_code_runs_as_its_text(client: Client) -> None:
+    # the MCP Inspector's `--tool-arg code=1` sends a JSON number
+    result = await client.call_tool("execute", {"code": 1})
+    assert not result.is_error, text_of(result)
+    assert result.content[0].text == "1"
+    assert (await client.call_tool("execute", {"code": 2.5})).content[0].text == "2.5"
+    schema = next(t for t in (await client.list_tools()).tools if t.name == "execute").input_schema
+    assert schema["properties"]["code"]["type"] == "string"
+    assert "source text" in schema["properties"]["code"]["description"]
+
+
 async def test_output_order_and_errors(client: Client) -> None:
     result = await run(client, "print('out')\nimport sys; print('err', file=sys.stderr)\n'value'")
     texts = [b.text for b in result.content]
