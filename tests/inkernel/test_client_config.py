@@ -14,7 +14,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.types import TextContent
 
 from nbmcp.inkernel.lifecycle import ServerInfo, bridge_command
-from tests.conftest import KernelHandle
+from tests.conftest import KernelHandle, start_kernel
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
@@ -89,3 +89,20 @@ def test_outside_a_kernel_the_claude_config_passes_the_token_in_its_environment(
     (entry,) = info.client_config("claude")["mcpServers"].values()
     assert entry["args"][-2:] == ["--url", "http://127.0.0.1:5/mcp"]
     assert entry["env"]["NBMCP_TOKEN"] == "t0ken" and "t0ken" not in entry["args"]
+
+
+async def test_a_kernel_with_its_own_runtime_dir_passes_it_to_the_bridge(tmp_path: Path) -> None:
+    # The connection file is where the kernel's environment says; the client launching the bridge lacks that
+    # environment, so the config carries it.
+    handle = start_kernel(env={"JUPYTER_RUNTIME_DIR": str(tmp_path)})
+    try:
+        handle.run("%load_ext nbmcp\nimport nbmcp").raise_for_error()
+        (entry,) = json.loads(handle.run("%mcp config claude").raise_for_error().stdout)["mcpServers"].values()
+        assert entry["env"] == {"JUPYTER_RUNTIME_DIR": str(tmp_path)}
+        params = StdioServerParameters(
+            command=entry["command"], args=entry["args"], env={"PATH": SYSTEM_PATH, **entry["env"]}
+        )
+        async with Client(params, mode="legacy") as client:
+            assert "read_rows" in {tool.name for tool in (await client.list_tools()).tools}
+    finally:
+        handle.shutdown()
