@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .execution import ExecutionOutcome
     from .provider import KernelHandle, KernelSource, ServeOptions, attach_kernel
     from .session import KernelSession
-    from .tools import ServeServer, build_server
+    from .tools import ServeServer, build_server, number_as_text
 
 __all__ = [
     "ExecutionOutcome",
@@ -29,6 +29,7 @@ __all__ = [
     "ServeServer",
     "attach_kernel",
     "build_server",
+    "number_as_text",
 ]
 
 _HOME = {
@@ -40,6 +41,7 @@ _HOME = {
     "ServeServer": "tools",
     "attach_kernel": "provider",
     "build_server": "tools",
+    "number_as_text": "tools",
 }
 
 

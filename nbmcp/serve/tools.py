@@ -34,7 +34,7 @@ from .inspection import describe_text, rows_text, run_probe, variables_text
 from .outputs import ProgressPump, error_result, kernel_label, outcome_result, output_kinds, text_result
 from .provider import KernelHandle, KernelProvider, KernelSource, ServeOptions
 
-__all__ = ["ServeServer", "ServeTools", "build_server"]
+__all__ = ["ServeServer", "ServeTools", "build_server", "number_as_text"]
 
 _DOTTED_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 

@@ -91,3 +91,12 @@ def test_no_file_or_only_dead_files_say_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(KernelSessionError, match=r"skipped all 2 .* --existing CONNECTION_FILE"):
         newest_connection_file(str(tmp_path), probe_timeout=0.5)
     assert time.monotonic() - started < 2
+
+
+@pytest.mark.timeout(30)
+async def test_attaching_to_a_dead_kernels_file_names_the_file(runtime_with_a_live_and_a_dead_kernel: dict) -> None:
+    dead = runtime_with_a_live_and_a_dead_kernel["dead"]
+    with pytest.raises(KernelSessionError) as failed:
+        await KernelSession.attach(dead, ready_timeout=1)
+    message = str(failed.value)
+    assert dead in message and "did not answer within 1 s" in message and "--existing" in message
