@@ -121,25 +121,32 @@ def main() -> int:
         assert "call revenue_by_city" in demo, "the demo printed no tool call"
 
         step("README, In a notebook: the extra it asks for")
-        extra = next(
-            line for block in blocks("bash", "## In a notebook") for line in block.splitlines() if "pip" in line
-        )
-        sh(extra.strip(), clone)
+        notebook_setup = blocks("bash", "## In a notebook")[0]
+        install = next(line for line in notebook_setup.splitlines() if "pip install" in line)
+        sh(install.split("&&")[0].strip(), clone)  # the install; starting JupyterLab itself is for a person
 
         step("README, In a notebook: the snippet, in a kernel of that venv")
         python = clone / ".venv" / "bin" / "python"
-        km = KernelManager(kernel_cmd=[str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"])
+        # A kernelspec of the fresh venv, found through JUPYTER_PATH, as a user's Jupyter would find theirs.
+        spec = work / "jupyter" / "kernels" / "journey"
+        spec.mkdir(parents=True)
+        argv = [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "journey", "language": "python"}))
+        os.environ["JUPYTER_PATH"] = str(work / "jupyter")
+        km = KernelManager(kernel_name="journey")
         km.start_kernel(cwd=str(clone))
         kc = km.client()
         kc.start_channels()
         try:
             kc.wait_for_ready(timeout=60)
             cells = blocks("python", "## In a notebook")
+            assert run_cell(kc, "import sys; print(sys.executable)").strip() == str(python), "not the fresh venv"
             for cell in cells[:2]:  # %load_ext nbmcp, then the snippet
                 print(run_cell(kc, cell))
             printed = run_cell(kc, "%mcp config claude")
             claude = json.loads(printed[printed.index("{") :])
             (entry,) = claude["mcpServers"].values()
+            assert entry["command"].startswith(str(clone)), f"the config launches another venv's nbmcp: {entry}"
             print(f"%mcp config claude -> {entry['command']} {' '.join(entry['args'][:1])} ...")
 
             step("the printed Claude config, launched with PATH=" + CLEAN_PATH)

@@ -131,11 +131,11 @@ def post_run_cell(*_: Any) -> None:
 
 def banner(info: lifecycle.ServerInfo) -> str:
     """What ``%load_ext nbmcp`` and ``%mcp start`` print: where the server is and how to connect."""
-    target = f"--kernel-id {info.kernel_id[:8]}" if info.kernel_id else f"--url {info.url}"
     lines = [
         f"nbmcp: MCP server for this kernel at {info.url}",
         f"  token: in {info.connection_file} (send it as 'Authorization: Bearer <token>')",
-        f"  connect: stdio clients run `nbmcp bridge {target}`; `%mcp config claude|vscode|cursor` prints a config",
+        "  connect: `%mcp config claude` (stdio, through `nbmcp bridge`) or `%mcp config vscode|cursor` (HTTP)"
+        " prints a ready config",
         "  publish: @nbmcp.tool, nbmcp.expose(df, 'name'); `%mcp` shows status",
     ]
     if info.notice:

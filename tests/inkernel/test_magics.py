@@ -45,7 +45,7 @@ def test_expose_usage_errors(server: dict, kernel: KernelHandle) -> None:
 def test_stop_and_start_print_the_banner(server: dict, kernel: KernelHandle) -> None:
     assert "stopped" in kernel.run("%mcp stop").raise_for_error().stdout
     out = kernel.run("%mcp start").raise_for_error().stdout
-    assert "nbmcp: MCP server for this kernel at http://127.0.0.1:" in out and "nbmcp bridge --kernel-id" in out
+    assert "nbmcp: MCP server for this kernel at http://127.0.0.1:" in out and "%mcp config claude" in out
     assert "already serving" in kernel.run("%mcp start").raise_for_error().stdout
 
 

@@ -37,7 +37,7 @@ def test_load_ext_prints_how_to_connect(server: dict, kernel: KernelHandle) -> N
     banner = server["banner"]
     assert server["url"] in banner
     assert server["file"] in banner
-    assert "nbmcp bridge --kernel-id" in banner and "%mcp config" in banner
+    assert "%mcp config claude" in banner and "%mcp config vscode|cursor" in banner
     assert server["token"] not in banner  # the token is never printed
     assert server["url"].startswith("http://127.0.0.1:")
     assert server["kernel_id"] == kernel.kernel_id
