@@ -11,6 +11,7 @@ from typing import Any
 from ._version import __version__
 from .exceptions import (
     ApprovalDenied,
+    ClientConnectError,
     KernelDeadError,
     KernelSessionError,
     NbMCPError,
@@ -34,6 +35,7 @@ from .inkernel.api import (
 
 __all__ = [
     "ApprovalDenied",
+    "ClientConnectError",
     "Context",
     "KernelDeadError",
     "KernelSessionError",

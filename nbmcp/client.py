@@ -31,7 +31,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-from .exceptions import NbMCPError
+from .exceptions import ClientConnectError
 
 if TYPE_CHECKING:
     from mcp import Client
@@ -102,10 +102,6 @@ def _http_client(
 
         http.event_hooks["response"].append(note_status)
     return Client(streamable_http_client(url, http_client=http), **client_options)
-
-
-class ClientConnectError(NbMCPError, ConnectionError):
-    """:func:`session` could not connect; the message says why in one line and what to do about it."""
 
 
 def session(

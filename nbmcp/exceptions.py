@@ -10,6 +10,7 @@ from typing import Any
 
 __all__ = [
     "ApprovalDenied",
+    "ClientConnectError",
     "KernelDeadError",
     "KernelSessionError",
     "NbMCPError",
@@ -58,6 +59,13 @@ class StaleNotebookError(NbMCPError):
     """A notebook changed on disk since the version the caller read (``notebook_edit``, ``notebook_run``).
 
     The client gets ``isError`` asking it to read the notebook again; nothing is written.
+    """
+
+
+class ClientConnectError(NbMCPError, ConnectionError):
+    """:func:`nbmcp.client.session` could not connect (wrong token, nothing listening, the server exited).
+
+    Raised in the caller's own process, with one line saying why and what to do about it.
     """
 
 

@@ -86,6 +86,7 @@ def test_public_api() -> None:
     assert sorted(nbmcp.__all__) == sorted(
         [
             "ApprovalDenied",
+            "ClientConnectError",
             "Context",
             "KernelDeadError",
             "KernelSessionError",
@@ -112,7 +113,7 @@ def test_public_api() -> None:
     from mcp.server.mcpserver import Context
 
     assert nbmcp.Context is Context
-    for name in ("ApprovalDenied", "KernelDeadError", "StaleNotebookError", "ToolTimeout", "UpstreamError"):
+    for name in [n for n in nbmcp.__all__ if n.endswith(("Error", "Denied", "Timeout"))]:
         assert issubclass(getattr(nbmcp, name), nbmcp.NbMCPError)
 
 
