@@ -327,20 +327,29 @@ class _Execution:
 
 
 async def drain(link: KernelLink, msg_id: str, inbox: Inbox) -> None:
-    """Interrupt the cell ``msg_id`` and wait (bounded) until the kernel has replied to it; ``inbox``
-    receives that cell's messages."""
+    """Interrupt the cell ``msg_id`` and wait (bounded) until the kernel is done with it; ``inbox``
+    receives that cell's messages.
+
+    Done means its ``execute_reply`` *and* its ``idle`` status: after an error (the KeyboardInterrupt) ipykernel
+    aborts every request that reaches it before the end of its abort window, which it schedules after sending the
+    reply but before publishing ``idle``. A request sent on the reply alone was sometimes aborted unrun.
+    """
     try:
         await link.interrupt()
         deadline = time.monotonic() + INTERRUPT_GRACE
-        while (remaining := deadline - time.monotonic()) > 0:
+        replied = idle = False
+        while not (replied and idle) and (remaining := deadline - time.monotonic()) > 0:
             try:
                 channel, msg = await inbox.get(min(remaining, LIVENESS_INTERVAL))
             except asyncio.TimeoutError:
                 if not await link.is_alive():
                     return
                 continue
-            if channel == "shell" and msg["header"].get("msg_type") == "execute_reply":
-                return
+            kind = msg["header"].get("msg_type")
+            if channel == "shell" and kind == "execute_reply":
+                replied = True
+            elif channel == "iopub" and kind == "status" and msg["content"].get("execution_state") == "idle":
+                idle = True
     except Exception:
         pass
     finally:

@@ -85,6 +85,24 @@ async def test_cancelled_execute_interrupts_the_kernel(ks: KernelSession) -> Non
     assert ks.last_outcome is not None
 
 
+@pytest.mark.timeout(120)
+async def test_an_execute_right_after_a_cancel_is_never_aborted(ks: KernelSession) -> None:
+    """ipykernel aborts requests that reach it in the window after the interrupted cell's error; the next
+    execute must wait that window out (the cancelled cell's reply and its idle status), not be dropped. The race
+    is rare on an idle machine: the loop guards the sequence rather than reproduces the race on demand."""
+    for round_ in range(30):
+        running = asyncio.Event()
+        code = "print('go', flush=True)\nimport time; time.sleep(30)"
+        task = asyncio.create_task(ks.execute(code, on_output=lambda n, t, started=running: started.set()))
+        await asyncio.wait_for(running.wait(), 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        outcome = await ks.execute(f"{round_} + 1", timeout=10)
+        assert outcome.status == "ok", (round_, outcome.status, outcome.message)
+        assert outcome.outputs[0]["data"]["text/plain"] == str(round_ + 1)
+
+
 async def test_display_updates_and_clear_output(ks: KernelSession) -> None:
     code = (
         "from IPython.display import display, clear_output\n"
