@@ -23,6 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import anyio
+from verdicts import Verdicts
 
 from tests.conftest import KernelHandle, connect, start_kernel
 
@@ -64,7 +65,7 @@ def kernel_json(kernel: KernelHandle, code: str) -> Any:
     return json.loads(out[-1])
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--iterations", type=int, default=200)
     n = parser.parse_args().iterations
@@ -96,7 +97,7 @@ def main() -> None:
             ours += anyio.run(round_trips, info["url"], info["token"], "ping", {}, n // 4)
         results["tool round trip, bare MCPServer (ms)"] = median_ms(base)
         results["tool round trip, nbmcp (ms)"] = median_ms(ours)
-        results["ratio nbmcp / bare (target <= 1.3)"] = median_ms(ours) / median_ms(base)
+        results["ratio nbmcp / bare"] = median_ms(ours) / median_ms(base)
 
         # 2. while a cell is busy.
         msg_id = kernel.start_cell("import time\ntime.sleep(30)")
@@ -104,7 +105,7 @@ def main() -> None:
         kernel.km.interrupt_kernel()
         kernel.wait_idle(msg_id, timeout=30)
         results["tool round trip while a cell runs (ms)"] = median_ms(busy)
-        results["ratio busy / idle (target <= 1.5)"] = median_ms(busy) / median_ms(ours)
+        results["ratio busy / idle"] = median_ms(busy) / median_ms(ours)
 
         # 3. post-cell hook with 50 exposed, unsubscribed frames.
         hook = kernel_json(
@@ -115,7 +116,7 @@ def main() -> None:
             "t = timeit.repeat(post_run_cell, number=1, repeat=501)\n"
             "import statistics; print(json.dumps(statistics.median(t)))",
         )
-        results["post-cell hook, 50 exposed unsubscribed (µs, target <= 2000)"] = hook * 1e6
+        results["post-cell hook, 50 exposed unsubscribed (µs)"] = hook * 1e6
 
         # 4. read_rows: 10M rows vs 10k rows.
         kernel.run(
@@ -132,14 +133,22 @@ def main() -> None:
             large += anyio.run(round_trips, info["url"], info["token"], "read_rows", {"name": "big", **args}, n // 8)
         results["read_rows 50 rows of 10k-row frame (ms)"] = median_ms(small)
         results["read_rows 50 rows of 10M-row frame (ms)"] = median_ms(large)
-        results["ratio 10M / 10k (target <= 1.5)"] = median_ms(large) / median_ms(small)
+        results["ratio 10M / 10k"] = median_ms(large) / median_ms(small)
     finally:
         kernel.shutdown()
 
     width = max(len(k) for k in results)
     for key, value in results.items():
         print(f"{key:<{width}}  {value:9.3f}")
+    verdicts = Verdicts()
+    verdicts.check("tool round trip, nbmcp / bare MCPServer (ratio)", results["ratio nbmcp / bare"], 1.3)
+    verdicts.check("tool round trip, cell running / idle (ratio)", results["ratio busy / idle"], 1.5)
+    verdicts.check(
+        "post-cell hook, 50 exposed unsubscribed", results["post-cell hook, 50 exposed unsubscribed (µs)"], 2000, "µs"
+    )
+    verdicts.check("read_rows 50 rows, 10M-row / 10k-row frame (ratio)", results["ratio 10M / 10k"], 1.5)
+    return verdicts.report()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

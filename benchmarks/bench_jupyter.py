@@ -24,10 +24,14 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from verdicts import Verdicts
+
 from nbmcp.client import connect
 from tests.jupyter_helpers import jupyter_server, wait_for
 
 MODE = "legacy"  # one protocol era for every figure, so the floors compare like with like
+EXECUTE_RATIO_TARGET = 1.3
+PROXY_OVERHEAD_TARGET_MS = 2.0
 
 
 async def timed(call: Callable[[], Awaitable[Any]], n: int) -> list[float]:
@@ -138,12 +142,16 @@ def main() -> int:
     print(f"  raw jupyter_client execute('1+1')        {results['raw_jupyter_client_execute_ms']:8.2f} ms")
     print(f"  SDK streamable-HTTP trivial tool floor   {results['sdk_http_floor_ms']:8.2f} ms")
     floor = results["raw_jupyter_client_execute_ms"] + results["sdk_http_floor_ms"]
-    print(f"  ratio to (raw + floor = {floor:.2f} ms)      {results['execute_ratio']:8.2f}   (target <= 1.3)")
+    print(f"  floor: raw + SDK                         {floor:8.2f} ms")
     print(f"  in-kernel tool, direct                   {results['in_kernel_tool_direct_ms']:8.2f} ms")
     print(f"  in-kernel tool, via the proxy            {results['in_kernel_tool_via_proxy_ms']:8.2f} ms")
-    print(f"  proxy overhead                           {results['proxy_overhead_ms']:8.2f} ms (target <= 2)")
     print(json.dumps(results))
-    return 0
+    verdicts = Verdicts()
+    verdicts.check("execute via nbmcp/mcp / floor (ratio)", results["execute_ratio"], EXECUTE_RATIO_TARGET)
+    verdicts.check(
+        "kernel proxy overhead (via proxy - direct)", results["proxy_overhead_ms"], PROXY_OVERHEAD_TARGET_MS, "ms"
+    )
+    return verdicts.report()
 
 
 if __name__ == "__main__":

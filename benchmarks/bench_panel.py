@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from jupyter_client import KernelManager
+from verdicts import Verdicts
 
 from nbmcp.client import connect
 
@@ -116,7 +117,7 @@ async def main(rounds: int, calls: int, warmup: int) -> dict[str, Any]:
     return {"samples": samples, "audit_lines": lines}
 
 
-def report(result: dict[str, Any]) -> bool:
+def report(result: dict[str, Any]) -> int:
     samples = result["samples"]
     median = {c: statistics.median(s) for c, s in samples.items()}
     base = median[(False, False)]
@@ -130,11 +131,12 @@ def report(result: dict[str, Any]) -> bool:
             f"  {label}: {median[(panel, audit)]:6.2f} ms / {p90:6.2f} ms"
             f"   added {added:+.2f} ms   ratio {median[(panel, audit)] / base:.3f}"
         )
-    worst = max(median[c] - base for c in CONDITIONS)
     print(f"audit lines written: {result['audit_lines']}")
-    ok = worst <= TARGET_MS
-    print(f"largest added median: {worst:+.2f} ms (target <= {TARGET_MS:.1f} ms): {'OK' if ok else 'OVER TARGET'}")
-    return ok
+    verdicts = Verdicts()
+    for panel, audit in CONDITIONS[1:]:
+        label = " + ".join(name for name, on in (("panel shown", panel), ("audit log on", audit)) if on)
+        verdicts.check(f"added median, {label}", median[(panel, audit)] - base, TARGET_MS, "ms")
+    return verdicts.report()
 
 
 if __name__ == "__main__":
@@ -144,4 +146,4 @@ if __name__ == "__main__":
     parser.add_argument("--warmup", type=int, default=40)
     args = parser.parse_args()
     assert list(itertools.product((False, True), repeat=2)) == CONDITIONS
-    raise SystemExit(0 if report(asyncio.run(main(args.rounds, args.calls, args.warmup))) else 1)
+    raise SystemExit(report(asyncio.run(main(args.rounds, args.calls, args.warmup))))

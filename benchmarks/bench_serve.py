@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from verdicts import Verdicts
 
 CODE_1MB = "print('x' * 1_000_000)"
 
@@ -164,25 +165,23 @@ def main() -> None:
     cold_floor = median_ms(raw_cold) + median_ms(sdk_cold)
     cold = median_ms(ours["cold"])
     intr = median_ms(ours["interrupt"])
-    rows = [
-        ("execute('1+1') over stdio", f"{ex:.1f} ms", f"raw {median_ms(raw_small):.1f} + SDK {median_ms(sdk_small):.1f}"
-         f" = {floor:.1f} ms", ex / floor, 1.3),
-        ("1 MB printed output", f"{big_ours:.1f} ms", f"kernel alone {big_raw:.1f} ms", big_ours / big_raw, 2.0),
-        ("cold start to first result", f"{cold:.0f} ms", f"kernel {median_ms(raw_cold):.0f} + SDK "
-         f"{median_ms(sdk_cold):.0f} = {cold_floor:.0f} ms", cold / cold_floor, 1.5),
-    ]  # fmt: skip
     print(f"nbmcp serve benchmark (medians; n={args.n})")
-    print(f"{'what':30} {'nbmcp':>10}   {'floor':40} {'ratio':>6}  target")
-    ok = True
-    for what, ours_s, floor_s, ratio, target in rows:
-        good = ratio <= target
-        ok &= good
-        print(f"{what:30} {ours_s:>10}   {floor_s:40} {ratio:6.2f}  <= {target}  {'ok' if good else 'MISSED'}")
-    good = intr <= 1000
-    ok &= good
-    print(f"{'interrupt after timeout':30} {intr:8.0f} ms   {'(deadline to idle result)':40} {'':6}  <= 1000 ms  "
-          f"{'ok' if good else 'MISSED'}")  # fmt: skip
-    sys.exit(0 if ok else 1)
+    print(
+        f"  execute('1+1') over stdio        {ex:8.1f} ms   floor: raw {median_ms(raw_small):.1f} + SDK "
+        f"{median_ms(sdk_small):.1f} = {floor:.1f} ms"
+    )
+    print(f"  1 MB printed output              {big_ours:8.1f} ms   floor: kernel alone {big_raw:.1f} ms")
+    print(
+        f"  cold start to first result       {cold:8.0f} ms   floor: kernel {median_ms(raw_cold):.0f} + SDK "
+        f"{median_ms(sdk_cold):.0f} = {cold_floor:.0f} ms"
+    )
+    print(f"  interrupt after timeout          {intr:8.0f} ms   deadline to idle result")
+    verdicts = Verdicts()
+    verdicts.check("execute('1+1') over stdio / floor (ratio)", ex / floor, 1.3)
+    verdicts.check("1 MB printed output / kernel alone (ratio)", big_ours / big_raw, 2.0)
+    verdicts.check("cold start to first result / floor (ratio)", cold / cold_floor, 1.5)
+    verdicts.check("interrupt after timeout, deadline to idle result", intr, 1000, "ms")
+    sys.exit(verdicts.report())
 
 
 if __name__ == "__main__":

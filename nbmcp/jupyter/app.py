@@ -12,6 +12,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int
 
 from .._version import __version__
+from .kernel_servers import KernelServers
 from .upstream import UpstreamPool
 
 __all__ = ["NbMCPServerExtension"]
@@ -45,6 +46,7 @@ class NbMCPServerExtension(ExtensionApp):
         self.kernels: Any = None
         self.mcp_server: Any = None
         self.upstreams: UpstreamPool | None = None
+        self.kernel_servers = KernelServers()  # where each kernel's in-kernel server listens
         self._serving: asyncio.Future[Any] | None = None
         self._sock: Any = None
         self._url: str | None = None

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
+import logging
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
+from jupyter_server.log import log_request as jupyter_log_request
+from jupyter_server.prometheus.log_functions import prometheus_log_method
 from tornado import web
 from tornado.iostream import StreamClosedError
 
@@ -138,6 +142,25 @@ class ForwardingHandler(APIHandler):
         except (OSError, ValueError):  # the upstream went away mid-stream: end ours too
             return
 
+    def _log(self) -> None:
+        # Tornado's documented per-handler hook for the access log. Jupyter's log function formats a line for
+        # every request and then logs successes at debug level, where they are usually dropped: on this route
+        # (one request per MCP message) that formatting is a tenth of what the proxy costs. So successes are
+        # formatted only when debug logging is on; their request metrics are recorded as Jupyter records them,
+        # and failures, or a log function configured in place of Jupyter's, take Jupyter's path unchanged.
+        log_function = self.settings.get("log_function")
+        status = self.get_status()
+        if (
+            (status < 300 or status == 304)
+            and isinstance(log_function, functools.partial)
+            and log_function.func is jupyter_log_request
+            and not self.log.isEnabledFor(logging.DEBUG)
+        ):
+            if log_function.keywords.get("record_prometheus_metrics", True):
+                prometheus_log_method(self)
+            return
+        super()._log()
+
     def on_connection_close(self) -> None:
         # The client went away: stop reading the upstream (closing it tells the SDK app the stream ended).
         if self._pump is not None and not self._pump.done():
@@ -168,13 +191,13 @@ class KernelMCPHandler(ForwardingHandler):
     """``{base_url}nbmcp/kernels/{kernel_id}/mcp``: the in-kernel server of that kernel (``%load_ext nbmcp``)."""
 
     async def upstream(self, kernel_id: str) -> tuple[str, str, str]:  # type: ignore[override]
-        from ..discovery import connection_file_path
-
         kernels = self.nbmcp.kernels
         if kernels is None:
             raise UpstreamError(503, "the nbmcp Jupyter Server extension is starting or stopped; retry shortly")
-        # The hot path is two lookups: the kernel in the server's manager, its nbmcp connection file.
+        # The hot path is two lookups: the kernel in the server's manager, its nbmcp connection file (a stat
+        # while the file is unchanged).
         if kernel_id not in kernels.kernel_manager:
+            self.nbmcp.kernel_servers.forget(set(kernels.kernel_manager.list_kernel_ids()))
             entries = await kernels.notebooks()
             listing = [{"kernel_id": e["kernel_id"], "notebooks": e["notebooks"]} for e in entries]
             shown = "; ".join(f"{e['kernel_id']} ({', '.join(e['notebooks']) or 'no notebook'})" for e in entries)
@@ -183,10 +206,7 @@ class KernelMCPHandler(ForwardingHandler):
                 f"no kernel {kernel_id!r} on this Jupyter Server; running kernels: {shown or 'none'}",
                 kernels=listing,
             )
-        try:
-            server = json.loads(connection_file_path(kernel_id).read_text())
-        except (OSError, ValueError):
-            server = None
+        server = self.nbmcp.kernel_servers.lookup(kernel_id)
         if not server:
             where = await self._where(kernel_id)
             raise UpstreamError(

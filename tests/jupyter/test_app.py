@@ -326,3 +326,39 @@ def test_a_dead_in_kernel_server_is_a_502_not_a_hang(js: JupyterProcess, kernels
     assert response.status_code == 502
     message = response.json()["message"]
     assert "is not answering" in message and "dead.ipynb" in message and "%mcp start" in message
+
+
+async def test_a_rotated_in_kernel_token_is_picked_up_by_the_proxy(js: JupyterProcess, loaded: str) -> None:
+    """The proxy keeps each kernel's connection info between requests; a rewritten file replaces it."""
+    async with connect(kernel_mcp(js, loaded), js.token, mode="legacy") as client:
+        assert "42" in text_of(await client.call_tool("double", {"x": 21}))
+    await notebook_cell(js, loaded, "%mcp token --rotate")
+    async with connect(kernel_mcp(js, loaded), js.token, mode="legacy") as client:
+        result = await client.call_tool("double", {"x": 4})
+    assert not result.is_error and "8" in text_of(result)
+
+
+async def test_proxied_requests_keep_jupyters_request_metrics_and_failure_log(js: JupyterProcess, loaded: str) -> None:
+    """Successes skip formatting a debug line nobody reads (tests/jupyter/test_access_log.py: at debug level they
+    are logged); the request metrics still count them, and refused or failed requests are logged as before."""
+    async with connect(kernel_mcp(js, loaded), js.token, mode="legacy") as client:
+        await client.call_tool("double", {"x": 1})
+    refused = httpx.post(kernel_mcp(js, loaded), json=INIT, headers=MCP_HEADERS, trust_env=False)
+    assert refused.status_code == 403
+    unknown = httpx.post(kernel_mcp(js, "0000-gone"), json=INIT, headers={**MCP_HEADERS, **js.headers}, trust_env=False)
+    assert unknown.status_code == 404
+    metrics = js.api("GET", "metrics")
+    assert metrics.status_code == 200
+    counted = [
+        line
+        for line in metrics.text.splitlines()
+        if line.startswith("http_request_duration_seconds_count")
+        and 'handler="nbmcp.jupyter.forward.KernelMCPHandler"' in line
+        and 'method="POST"' in line
+        and 'status_code="200"' in line
+    ]
+    assert counted and float(counted[0].split()[-1]) >= 1
+    log = js.log.read_text(errors="replace")
+    assert f"403 POST {BASE_URL}nbmcp/kernels/{loaded}/mcp" in log
+    assert f"404 POST {BASE_URL}nbmcp/kernels/0000-gone/mcp" in log
+    assert f"200 POST {BASE_URL}nbmcp/kernels/{loaded}/mcp" not in log  # debug level: not shown at the default
