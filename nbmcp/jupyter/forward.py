@@ -59,6 +59,28 @@ _DROP_RESPONSE = {
 }
 
 
+def shows_debug(logger: logging.Logger) -> bool:
+    """Whether a debug record from ``logger`` would reach a handler that emits it.
+
+    ``isEnabledFor`` is not enough: traitlets sets Jupyter's loggers to DEBUG and applies ``log_level`` on
+    their handlers, so every debug record is built and then dropped there.
+    """
+    if not logger.isEnabledFor(logging.DEBUG):
+        return False
+    current: logging.Logger | None = logger
+    handled = False
+    while current is not None:
+        for handler in current.handlers:
+            handled = True
+            if handler.level <= logging.DEBUG:
+                return True
+        if not current.propagate:
+            break
+        current = current.parent
+    # With no handler at all, logging's last resort handler (WARNING) decides.
+    return not handled and logging.lastResort is not None and logging.lastResort.level <= logging.DEBUG
+
+
 class ForwardingHandler(APIHandler):
     """Forward GET/POST/DELETE to ``upstream()`` and stream the response back as it is produced."""
 
@@ -154,7 +176,7 @@ class ForwardingHandler(APIHandler):
             (status < 300 or status == 304)
             and isinstance(log_function, functools.partial)
             and log_function.func is jupyter_log_request
-            and not self.log.isEnabledFor(logging.DEBUG)
+            and not shows_debug(self.log)
         ):
             if log_function.keywords.get("record_prometheus_metrics", True):
                 prometheus_log_method(self)
