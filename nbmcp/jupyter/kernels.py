@@ -20,13 +20,13 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from .. import content
 from .._version import __version__
 from ..exceptions import KernelSessionError
 from ..sdk import quiet_mcp_server
-from ..serve import KernelHandle, ServeOptions, ServeServer, attach_kernel
+from ..serve import KernelHandle, ServeOptions, ServeServer, attach_kernel, number_as_text
 from ..serve import build_server as build_serve_server
 
 __all__ = ["JupyterKernels", "JupyterMCP", "build_server", "recording_path"]
@@ -329,7 +329,11 @@ def build_server(
     @server.tool(annotations=mutating, structured_output=False)
     async def execute(
         ctx: Context,
-        code: Annotated[str, Field(description="Code to run in the notebook's kernel, like a cell.")],
+        code: Annotated[
+            str,
+            BeforeValidator(number_as_text),
+            Field(description="Python source text to run in the notebook's kernel, like a cell."),
+        ],
         notebook: Notebook = None,
         timeout: Annotated[
             float | None, Field(description="Seconds before the kernel is interrupted (default: server's).")

@@ -129,6 +129,9 @@ async def test_execute_runs_in_the_notebooks_own_kernel(js: JupyterProcess, kern
         by_name = await client.call_tool("execute", {"code": "shared + 1", "notebook": "analysis.ipynb"})
         by_id = await client.call_tool("execute", {"code": "shared + 2", "notebook": kernel_id})
         assert "8" in text_of(by_name) and "9" in text_of(by_id)
+        # A number sent as code (the MCP Inspector's --tool-arg code=1) runs as its text.
+        number = await client.call_tool("execute", {"code": 41, "notebook": "analysis.ipynb"})
+        assert not number.is_error and "41" in text_of(number)
 
 
 async def test_what_the_assistant_runs_is_recorded_beside_the_notebook(
