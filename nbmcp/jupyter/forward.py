@@ -20,7 +20,9 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.log import log_request as jupyter_log_request
 from jupyter_server.prometheus.log_functions import prometheus_log_method
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
 from tornado import web
+from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamClosedError
 
 from ..exceptions import UpstreamError
@@ -81,15 +83,43 @@ def shows_debug(logger: logging.Logger) -> bool:
     return not handled and logging.lastResort is not None and logging.lastResort.level <= logging.DEBUG
 
 
+@web.stream_request_body
 class ForwardingHandler(APIHandler):
-    """Forward GET/POST/DELETE to ``upstream()`` and stream the response back as it is produced."""
+    """Forward GET/POST/DELETE to ``upstream()`` and stream the response back as it is produced.
+
+    The request body is read here, not by Tornado: Jupyter lets Tornado buffer bodies of up to 512 MB, while
+    the SDK app behind refuses anything over ``max_body_size`` (4 MiB). A larger declared body is refused
+    before a byte of it is read, and a chunked one as soon as it passes the limit.
+    """
 
     SUPPORTED_METHODS = ("GET", "POST", "DELETE", "OPTIONS")
     auth_resource = "kernels"
+    max_body_size = DEFAULT_MAX_REQUEST_BODY_SIZE
 
     def initialize(self, nbmcp: Any) -> None:
         self.nbmcp = nbmcp
         self._pump: asyncio.Future[None] | None = None
+        self._body = bytearray()
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        declared = self.request.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_body_size:
+            # Finishing before the body is read makes Tornado close the connection instead of reading it.
+            self._fail(413, self._too_large_message())
+            return
+        # For a chunked body: Tornado stops reading past this and drops the connection.
+        if isinstance(self.request.connection, HTTP1Connection):
+            self.request.connection.set_max_body_size(self.max_body_size)
+
+    def data_received(self, chunk: bytes) -> None:
+        self._body += chunk
+
+    def _too_large_message(self) -> str:
+        return (
+            f"request body too large: an MCP message may be at most {self.max_body_size // (1024 * 1024)} MiB; "
+            "send large data as a file the tools can read instead"
+        )
 
     async def upstream(self, *args: str) -> tuple[str, str, str]:
         """``(url, bearer token, description)`` of where this request goes; raise UpstreamError if nowhere."""
@@ -123,9 +153,7 @@ class ForwardingHandler(APIHandler):
         headers = [(k, v) for k, v in self.request.headers.get_all() if k.lower() not in _DROP_REQUEST]
         headers.append(("Authorization", f"Bearer {token}"))
         try:
-            response = await self.nbmcp.upstreams.request(
-                self.request.method or "GET", url, headers, self.request.body or b""
-            )
+            response = await self.nbmcp.upstreams.request(self.request.method or "GET", url, headers, bytes(self._body))
         except OSError as exc:
             reason = str(exc) or type(exc).__name__
             message = await self.failed(f"{what} at {url} is not answering ({reason}). {self.dead_hint()}".strip())

@@ -183,10 +183,18 @@ class JupyterKernels:
 
 
 def recording_path(root: Path, kernel_id: str, notebooks: list[str]) -> Path:
-    """``analysis.ipynb`` -> ``analysis.assistant.ipynb`` beside it; a kernel with no notebook gets its own file."""
+    """``analysis.ipynb`` -> ``analysis.assistant.ipynb`` beside it, inside ``root``.
+
+    A kernel with no notebook gets its own file in ``root``, and so does one whose session path leaves the
+    root (a session may name any path: ``..``, an absolute path, a symlink pointing out), with the same
+    confinement as the notebook tools.
+    """
+    root = root.resolve()
     if notebooks:
-        notebook = root / notebooks[0]
-        return notebook.with_name(notebook.stem + ".assistant.ipynb")
+        notebook = (root / notebooks[0]).resolve()
+        recording = notebook.with_name(notebook.stem + ".assistant.ipynb").resolve()
+        if recording.is_relative_to(root):
+            return recording
     return root / f"nbmcp-session-{kernel_id[:8]}.assistant.ipynb"
 
 

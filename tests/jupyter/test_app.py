@@ -4,8 +4,11 @@ kernels started through its REST API, the SDK client through `{base_url}nbmcp/mc
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import anyio
 import httpx
@@ -13,6 +16,7 @@ import pytest
 from mcp.types import TextContent
 
 from nbmcp.client import connect
+from nbmcp.jupyter.kernels import recording_path
 from tests.jupyter_helpers import JupyterProcess, jupyter_server, wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -154,6 +158,113 @@ async def test_what_the_assistant_runs_is_recorded_beside_the_notebook(
     cell = wait_for(recorded_cell, what="the recorded notebook")
     nbformat.validate(nbformat.read(path, as_version=4))
     assert cell.outputs[0]["data"]["text/plain"] == "'kept by the recorder'"
+
+
+async def test_a_session_path_outside_the_root_is_recorded_inside_it(js: JupyterProcess) -> None:
+    import nbformat
+
+    # Jupyter's sessions API keeps whatever path a client renames a session to; the recording must not
+    # follow it out.
+    outside = js.root.parent / "escape"
+    kernel_id = js.start_notebook_kernel("renamed.ipynb")
+    session = next(s for s in js.api("GET", "api/sessions").json() if s["kernel"]["id"] == kernel_id)
+    renamed = js.api("PATCH", f"api/sessions/{session['id']}", json={"path": "../escape/evil.ipynb"})
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json()["path"] == "../escape/evil.ipynb"
+    try:
+        async with connect(js.url + "nbmcp/mcp", js.token) as client:
+            result = await client.call_tool("execute", {"code": "'confined'", "notebook": kernel_id})
+            assert not result.is_error, text_of(result)
+        inside = js.root / f"nbmcp-session-{kernel_id[:8]}.assistant.ipynb"
+
+        def recorded() -> object:
+            if not inside.exists():
+                return None
+            return next((c for c in nbformat.read(inside, as_version=4).cells if c.source == "'confined'"), None)
+
+        wait_for(recorded, what="the recording inside the root")
+        assert not outside.exists()
+    finally:
+        js.api("DELETE", f"api/kernels/{kernel_id}")
+
+
+def recording_path_cases(root: Path) -> None:
+    (root / "sub").mkdir()
+    (root.parent / "elsewhere").mkdir(exist_ok=True)
+    (root / "sub" / "link").symlink_to(root.parent / "elsewhere")
+
+
+def test_recording_paths_stay_in_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    recording_path_cases(root)
+    own = root.resolve() / "nbmcp-session-abcdef12.assistant.ipynb"
+    assert recording_path(root, "abcdef1234", ["sub/a.ipynb"]) == root.resolve() / "sub" / "a.assistant.ipynb"
+    assert recording_path(root, "abcdef1234", []) == own
+    for escaping in ["../a.ipynb", "/tmp/a.ipynb", "sub/link/a.ipynb", "sub/../../a.ipynb"]:
+        assert recording_path(root, "abcdef1234", [escaping]) == own, escaping
+
+
+# -- request bodies: bounded before they are read --------------------------------------------------
+
+
+def raw_request(js: JupyterProcess, head: str, body: bytes = b"", *, timeout: float = 20) -> bytes:
+    """Send ``head`` (and ``body``) on a fresh connection; what the server answers before it closes."""
+    port = int(js.url.split(":")[2].split("/")[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(head.encode("latin-1") + body)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+                if b"\r\n\r\n" in answer and answer.endswith(b"}"):
+                    break
+        return answer
+
+
+def rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+
+
+@pytest.mark.parametrize("path", ["nbmcp/mcp", "nbmcp/kernels/abc/mcp"])
+def test_a_body_declared_larger_than_an_mcp_message_is_refused_before_it_is_read(js: JupyterProcess, path: str) -> None:
+    head = (
+        f"POST {BASE_URL}{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: token {js.token}\r\n"
+        "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+        f"Content-Length: {100 * 1024 * 1024}\r\n\r\n"
+    )
+    # Only the headers are sent: a server that waits for the 100 MB body never answers.
+    answer = raw_request(js, head, b'{"jsonrpc": "2.0", ')
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"at most 4 MiB" in answer
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit(js: JupyterProcess) -> None:
+    head = (
+        f"POST {BASE_URL}nbmcp/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: token {js.token}\r\n"
+        "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"x" * (1024 * 1024)
+    before = rss_kib(js.proc.pid)
+    port = int(js.url.split(":")[2].split("/")[0])
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(head.encode("latin-1"))
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            for _ in range(64):
+                sock.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+                sent += 1
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            answer = sock.recv(65536)
+    assert sent < 64 or answer.startswith(b"HTTP/1.1 4"), "64 MiB were accepted"
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer[:200]
+    assert rss_kib(js.proc.pid) - before < 40 * 1024
+    # The server goes on serving.
+    response = httpx.post(js.url + "nbmcp/mcp", json=INIT, headers={**MCP_HEADERS, **js.headers}, trust_env=False)
+    assert response.status_code == 200
 
 
 @pytest.mark.parametrize("mode", MODES)
