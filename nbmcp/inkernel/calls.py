@@ -16,8 +16,6 @@ import typing
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, cast
 
-import anyio
-import anyio.to_thread
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, TextContent
 from pydantic import Field
@@ -27,6 +25,7 @@ from ..exceptions import ApprovalDenied, ToolTimeout
 from . import capture
 from .activity import current_client, mark_outcome
 from .registry import ToolSpec
+from .workers import ToolBusy, WorkerPool, current_client_key
 
 __all__ = ["Approver", "CallPipeline", "MainThreadRunner"]
 
@@ -50,7 +49,12 @@ class CallPipeline:
         approval_policy: str = "ask",
         main_thread_timeout: float = 60.0,
         main_thread_runner: MainThreadRunner | None = None,
+        tool_timeout: float | None = None,
+        tools: WorkerPool | None = None,
+        reads: WorkerPool | None = None,
     ) -> None:
+        """``tools`` runs user tools, ``reads`` the built-in ones (separate pools: reads never queue behind user
+        code); ``tool_timeout`` applies to every call whose tool sets none."""
         self.outputs = outputs
         self.output_budget = output_budget
         self.image_max_px = image_max_px
@@ -58,6 +62,9 @@ class CallPipeline:
         self.approver: Approver | None = None
         self.main_thread_timeout = main_thread_timeout
         self.main_thread_runner = main_thread_runner
+        self.tool_timeout = tool_timeout
+        self.tools = tools or WorkerPool(max_running=40)
+        self.reads = reads or WorkerPool(max_running=16, what="built-in reads", setting="nbmcp's read pool")
 
     def shim(self, spec: ToolSpec) -> Callable[..., Awaitable[CallToolResult]]:
         """An async function with the user's parameters (and their docs) that runs the pipeline for ``spec``."""
@@ -92,6 +99,8 @@ class CallPipeline:
             return mark_outcome(_error_result(str(exc)), "denied")
         except ToolTimeout as exc:
             return _error_result(f"tool {spec.name!r} did not finish within {exc.seconds:g} s")
+        except ToolBusy as exc:
+            return _error_result(str(exc))
         except Exception as exc:
             return content.apply_budget(content.exception_converted(exc), self.output_budget, self.outputs).to_result()
         converted = content.convert(value, image_max_px=self.image_max_px)
@@ -123,11 +132,12 @@ class CallPipeline:
     async def _invoke(self, spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, str, list[Any]]:
         """Run the user's function; returns its value, what it printed and what it displayed."""
         fn = spec.fn
+        pool = self.reads if spec.builtin and not spec.main_thread else self.tools
+        timeout = spec.timeout or self.tool_timeout
+        client = current_client_key.get()
         if inspect.iscoroutinefunction(fn):
-            with capture.capture_output() as buffer, anyio.move_on_after(spec.timeout) as scope:
-                value = await fn(**kwargs)
-            if scope.cancelled_caught:
-                raise ToolTimeout(spec.timeout or 0)
+            with capture.capture_output() as buffer:
+                value = await pool.run_async(spec.name, lambda: fn(**kwargs), timeout=timeout, client=client)
             return value, buffer.getvalue(), []
 
         def call() -> tuple[Any, str, list[Any]]:
@@ -138,15 +148,15 @@ class CallPipeline:
         if spec.main_thread and self.main_thread_runner is not None:
             future = self.main_thread_runner(call)
             timeout = spec.timeout or self.main_thread_timeout
-            done, _ = await asyncio.wait([asyncio.wrap_future(future)], timeout=timeout)
+            try:
+                done, _ = await asyncio.wait([asyncio.wrap_future(future)], timeout=timeout)
+            finally:
+                if not future.done():
+                    future.cancel()  # timed out or the client went away while it was queued: it will not run
             if not done:
-                future.cancel()  # still queued behind a cell: it will not run
                 raise ToolTimeout(timeout)
             return future.result()
-        with anyio.move_on_after(spec.timeout):
-            # abandon_on_cancel: a tool that never returns must not hold the call (or the server) hostage.
-            return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
-        raise ToolTimeout(spec.timeout or 0)
+        return await pool.run_sync(spec.name, call, timeout=timeout, client=client)
 
 
 def _is_context(annotation: Any) -> bool:

@@ -41,6 +41,22 @@ class NbMCP(Configurable):
         config=True
     )
 
+    # Limits that keep a misbehaving or flooding client from freezing the server (or the kernel).
+    tool_timeout = Float(
+        60.0,
+        help="Seconds a user tool may run before its client gets an error (async tools are cancelled, a sync tool's "
+        "thread is abandoned); a tool's own timeout= wins; 0 means no limit.",
+    ).tag(config=True)
+    max_tool_threads = Int(40, help="User tool calls running at once; past it a call is answered 'busy' at once.").tag(
+        config=True
+    )
+    max_calls_per_client = Int(8, help="User tool calls one client may have running at once; 0 means no limit.").tag(
+        config=True
+    )
+    max_abandoned_calls = Int(
+        4, help="Timed-out calls of one tool whose threads still run before the tool is refused until they end."
+    ).tag(config=True)
+
     @default("token")
     def _token_default(self) -> str:
         return os.environ.get("NBMCP_TOKEN", "")

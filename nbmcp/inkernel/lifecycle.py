@@ -276,6 +276,10 @@ def start_server(
             main_thread_timeout=config.main_thread_timeout,
             main_thread_runner=main_thread_runner,
             execute_runner=execute_runner,
+            tool_timeout=config.tool_timeout,
+            max_tool_threads=config.max_tool_threads,
+            max_calls_per_client=config.max_calls_per_client,
+            max_abandoned_calls=config.max_abandoned_calls,
         )
         try:
             _current = InKernelServer(

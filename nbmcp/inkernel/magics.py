@@ -17,6 +17,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from . import lifecycle
 from .approvals import pending_approvals
 from .objects import OBJECT_TEMPLATES, OBJECTS_URI
+from .panel_state import abandoned_note
 from .registry import Registry, default_registry
 from .shell import banner, start_in_shell
 
@@ -107,6 +108,10 @@ class NbMCPMagics(Magics):
         print(f"  objects:   {', '.join(sorted(registered.objects)) or '(none: nbmcp.expose(df, name))'}")
         print(f"  prompts:   {', '.join(sorted(registered.prompts)) or '(none)'}")
         print(f"  resources: {readable_resources(server.mcp_server.registry)}")
+        pool = served.tool_pool
+        stuck = abandoned_note(pool.abandoned, pool.max_abandoned) if pool is not None else ""
+        if stuck:
+            print(f"  warning:   {stuck}")
 
     def _cmd_tools(self, args: list[str]) -> None:
         self._no_args(args, "tools")

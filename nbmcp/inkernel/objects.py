@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio.to_thread
@@ -74,6 +74,9 @@ class ObjectViews:
         self.registry = registry
         self.outputs = outputs
         self.image_max_px = image_max_px
+        # How sync reads run, ``await run(uri, fn, *args)``: the server sets bounded pools, built-ins apart from users'.
+        self.run_builtin: Callable[..., Awaitable[Any]] = _to_thread
+        self.run_user: Callable[..., Awaitable[Any]] = _to_thread
 
     # -- views ---------------------------------------------------------------------------------
 
@@ -226,7 +229,7 @@ class ObjectViews:
             for kind, matcher in _OBJECT_MATCHERS.items():
                 match = matcher.match(uri)
                 if match is not None and "/" not in str(match["name"]):
-                    return await anyio.to_thread.run_sync(self._read_object, kind, match)
+                    return await self.run_builtin(uri, self._read_object, kind, match)
             match = _OUTPUTS_MATCHER.match(uri)
             if match is not None:
                 try:
@@ -283,7 +286,7 @@ class ObjectViews:
             if inspect.iscoroutinefunction(spec.fn):
                 value = await spec.fn(**params)
             else:
-                value = await anyio.to_thread.run_sync(call)
+                value = await self.run_user(spec.uri, call)
         except Exception as exc:
             converted = content.exception_converted(exc)
             raise ResourceError(converted.content[0].text if converted.content else str(exc)) from None
@@ -294,6 +297,10 @@ class ObjectViews:
         converted = content.convert(value, image_max_px=self.image_max_px)
         text = "\n\n".join(c.text for c in converted.content if isinstance(c, TextContent))
         return [ReadResourceContents(text, spec.mime_type or "text/plain")]
+
+
+async def _to_thread(key: str, fn: Callable[..., Any], *args: Any) -> Any:
+    return await anyio.to_thread.run_sync(fn, *args)
 
 
 def builtin_tool(

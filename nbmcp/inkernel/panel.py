@@ -20,7 +20,7 @@ import comm
 import ipywidgets as w
 
 from .approvals import PendingApproval, broker
-from .panel_state import PanelHub, PanelState, hub
+from .panel_state import PanelHub, PanelState, abandoned_note, hub
 
 __all__ = ["Panel", "current_panel", "open_panels", "show_panel"]
 
@@ -340,7 +340,7 @@ class Panel(w.VBox):
         self._set_if_changed(self._mode, value=state.mode)
         self._set_if_changed(self._policy, value=state.policy)
         self._set_if_changed(self._timeout, value=state.timeout)
-        message = state.message
+        message = " · ".join(m for m in (state.message, abandoned_note(state.abandoned, state.max_abandoned)) if m)
         self._set_if_changed(
             self._message,
             value=f"<span style='color:#cf222e;font-size:12px'>{html.escape(message)}</span>" if message else "",

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .registry import ToolSpec
     from .server import CallRecord, ClientRecord, NbMCPServer
 
-__all__ = ["CALLS_SHOWN", "PanelHub", "PanelState", "PanelView", "hub"]
+__all__ = ["CALLS_SHOWN", "PanelHub", "PanelState", "PanelView", "abandoned_note", "hub"]
 
 MIN_INTERVAL = 0.05  # seconds between redraws at most (bursts of calls coalesce)
 IDLE_INTERVAL = 1.0  # seconds between checks for a started/stopped server and approval countdowns
@@ -63,6 +63,22 @@ class PanelState:
     objects: dict[str, bool] = field(default_factory=dict)  # exposed name -> enabled
     resources: dict[str, bool] = field(default_factory=dict)  # user resource URI -> enabled
     audit: str | None = None  # the audit log's path
+    abandoned: dict[str, int] = field(default_factory=dict)  # tool -> timed-out calls whose threads still run
+    max_abandoned: int = 0  # past this many, a tool is refused
+
+
+def abandoned_note(abandoned: dict[str, int], limit: int) -> str:
+    """One line on the tools whose timed-out calls still hold threads ("" if none), for the panel and ``%mcp``."""
+    if not abandoned:
+        return ""
+    parts = [
+        f"{name} ({count}{', refused until they end' if limit and count >= limit else ''})"
+        for name, count in sorted(abandoned.items())
+    ]
+    return (
+        f"calls that timed out but still run: {', '.join(parts)}. A tool with {limit} is refused until they end; "
+        "fix the tool or restart the kernel"
+    )
 
 
 class PanelHub:
@@ -209,6 +225,8 @@ class PanelHub:
             objects={name: obj.enabled for name, obj in registered.objects.items()},
             resources={uri: spec.enabled for uri, spec in registered.resources.items()},
             audit=str(audit.path) if audit is not None else None,
+            abandoned=served.tool_pool.abandoned if served.tool_pool else {},
+            max_abandoned=served.tool_pool.max_abandoned if served.tool_pool else 0,
         )
 
 

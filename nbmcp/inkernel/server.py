@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,19 +19,23 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.prompts import Prompt
-from mcp.types import Resource, ResourceTemplate, ToolAnnotations
+from mcp.shared.exceptions import MCPError
+from mcp.types import INTERNAL_ERROR, Resource, ResourceTemplate, ToolAnnotations
 
 from .. import content
+from ..exceptions import ToolTimeout
 from ..sdk import announce_list_changes, quiet_mcp_server
 from .activity import Activity, CallRecord, ClientRecord
 from .calls import Approver, CallPipeline, MainThreadRunner
 from .notifications import Notifier
 from .objects import OBJECT_TEMPLATES, ObjectViews, builtin_tool
 from .registry import PromptSpec, Registry, RegistryEvent, ToolSpec
+from .workers import PoolStatus, ToolBusy, WorkerPool, client_key_middleware, current_client_key
 
 __all__ = ["MODES", "OBJECT_TEMPLATES", "CallRecord", "ClientRecord", "NbMCPServer", "ServerSnapshot"]
 
 MODES = ("read-only", "tools", "execute")
+READ_THREADS = 16  # built-in reads at once: each is bounded (a page, a summary), so a few threads serve many clients
 INSTRUCTIONS = (
     "Tools and data from a live Jupyter kernel. Exposed objects (DataFrames and others) are listed by "
     "`list_objects` and readable with `describe_object` and `read_rows` (pages of rows), or as resources "
@@ -47,6 +52,7 @@ class ServerSnapshot:
     clients: list[ClientRecord]  # newest first
     calls: list[CallRecord]  # oldest first
     subscribed: list[str]
+    tool_pool: PoolStatus | None = None  # user calls running, and abandoned threads per tool
 
 
 class _RegistryBackedMCP(MCPServer):
@@ -91,6 +97,10 @@ class NbMCPServer:
         main_thread_timeout: float = 60.0,
         main_thread_runner: MainThreadRunner | None = None,
         execute_runner: Callable[[str], Any] | None = None,
+        tool_timeout: float | None = 60.0,
+        max_tool_threads: int = 40,
+        max_calls_per_client: int = 8,
+        max_abandoned_calls: int = 4,
     ) -> None:
         self.registry = registry
         self.output_budget = output_budget
@@ -104,7 +114,14 @@ class NbMCPServer:
         self._served_tools: dict[str, ToolSpec] = {}
         self._served_prompts: dict[str, PromptSpec] = {}
 
+        # User code and the built-in reads run in separate pools: no number of stuck user calls blocks a read.
+        self.tool_pool = WorkerPool(
+            max_running=max_tool_threads, max_per_client=max_calls_per_client, max_abandoned=max_abandoned_calls
+        )
+        self.read_pool = WorkerPool(max_running=READ_THREADS, what="built-in reads", setting="nbmcp's read pool")
         self.views = ObjectViews(registry, self.outputs, image_max_px=image_max_px)
+        self.views.run_builtin = self._run_builtin_read
+        self.views.run_user = self._run_user_read
         self._pipeline = CallPipeline(
             outputs=self.outputs,
             output_budget=output_budget,
@@ -112,6 +129,9 @@ class NbMCPServer:
             approval_policy=approval_policy,
             main_thread_timeout=main_thread_timeout,
             main_thread_runner=main_thread_runner,
+            tool_timeout=tool_timeout or None,
+            tools=self.tool_pool,
+            reads=self.read_pool,
         )
         self._activity = Activity(self._lock, on_new_client=lambda: self._changed("clients"))
         self._notifier = Notifier(self._lock, self.views.watched_value)
@@ -124,7 +144,7 @@ class NbMCPServer:
                 subscriptions=self._notifier.bus,
                 warn_on_duplicate_tools=False,
                 warn_on_duplicate_prompts=False,
-                middleware=[self._activity.middleware, self._notifier.middleware],
+                middleware=[self._activity.middleware, self._notifier.middleware, client_key_middleware],
             )
         )
         announce_list_changes(self.mcp)
@@ -165,7 +185,15 @@ class NbMCPServer:
                 clients=self._activity.recent_clients(),
                 calls=list(self._activity.calls),
                 subscribed=self._notifier.subscribed_uris(),
+                tool_pool=self.tool_pool.status(),
             )
+
+    async def _run_builtin_read(self, key: str, fn: Callable[..., Any], *args: Any) -> Any:
+        return await _read_in(self.read_pool, key, functools.partial(fn, *args), self._pipeline.tool_timeout, None)
+
+    async def _run_user_read(self, key: str, fn: Callable[..., Any], *args: Any) -> Any:
+        call = functools.partial(fn, *args)
+        return await _read_in(self.tool_pool, key, call, self._pipeline.tool_timeout, current_client_key.get())
 
     # -- what the panel and the magics set -----------------------------------------------------
 
@@ -275,6 +303,17 @@ class NbMCPServer:
         if self.execute_runner is None:  # served only in execute mode, which needs a runner
             raise RuntimeError("execute needs a kernel: load the extension with %load_ext nbmcp")
         return self.execute_runner(code)
+
+
+async def _read_in(pool: WorkerPool, uri: str, fn: Callable[[], Any], timeout: float | None, client: Any) -> Any:
+    """A resource read in ``pool``; a refusal or a timeout is a JSON-RPC error that says which."""
+    try:
+        return await pool.run_sync(uri, fn, timeout=timeout, client=client)
+    except ToolBusy as exc:
+        raise MCPError(code=INTERNAL_ERROR, message=str(exc), data={"uri": uri}) from None
+    except ToolTimeout as exc:
+        message = f"reading {uri} did not finish within {exc.seconds:g} s (c.NbMCP.tool_timeout)"
+        raise MCPError(code=INTERNAL_ERROR, message=message, data={"uri": uri}) from None
 
 
 def _mirror(
