@@ -5,7 +5,8 @@ handshake era has nothing that fans out, so live sessions and their ``resources/
 here and told directly. Changes come from any thread (a cell, the registry); they are queued and flushed
 on the transport's event loop, so a burst (a cell defining ten tools) sends one notification.
 
-Only subscribed objects are fingerprinted: hashing a big frame costs ~100 ms, an unsubscribed one nothing.
+Only subscribed objects are fingerprinted, after every cell. A frame's fingerprint hashes a bounded sample of
+its rows (:mod:`nbmcp.frames.digest`, which says what that can miss): milliseconds whatever its size.
 """
 
 from __future__ import annotations

@@ -114,3 +114,53 @@ nbmcp.expose(Counted("unwatched"), "unwatched")
     assert after["watched"] >= before["watched"] + 3  # checked after every cell
     assert after["unwatched"] == 0  # never hashed: costs nothing per cell
     assert kernel.value("nbmcp.inkernel.lifecycle.current_server().mcp_server.subscribed_uris()") == []
+
+
+@pytest.mark.filterwarnings("ignore:resources/.*subscribe is removed:UserWarning")  # the legacy era on purpose
+@pytest.mark.parametrize("mode", MODES)
+async def test_subscribing_to_a_big_frame_hashes_a_bounded_sample(
+    server: dict, kernel: KernelHandle, mode: str
+) -> None:
+    """Subscribing to a frame of millions of rows, and the check after each cell, hash a sample, not the frame."""
+    kernel.run(
+        """
+import numpy as np
+from nbmcp.frames import digest as _digest
+big = pd.DataFrame({"id": np.arange(4_000_000), "value": np.zeros(4_000_000)})
+nbmcp.expose(big, "big")
+rows_hashed = []
+_real_hash = pd.util.hash_pandas_object
+def _spy(obj, *args, **kwargs):  # counts the rows each fingerprint hashes; the real function does the work
+    rows_hashed.append(len(obj))
+    return _real_hash(obj, *args, **kwargs)
+pd.util.hash_pandas_object = _spy
+"""
+    ).raise_for_error()
+    uri = "nbmcp://objects/big"
+    updated = anyio.Event()
+
+    async def on_message(message) -> None:
+        if getattr(message, "method", None) == "notifications/resources/updated" and str(message.params.uri) == uri:
+            updated.set()
+
+    try:
+        async with connect(server["url"], server["token"], mode=mode, message_handler=on_message) as client:
+            if mode == "legacy":
+                await client.subscribe_resource(uri)
+                kernel.run("big.iloc[-1, 1] = 1.0").raise_for_error()  # the last row is always sampled
+                with anyio.fail_after(10):
+                    await updated.wait()
+                await client.unsubscribe_resource(uri)
+            else:
+                async with client.listen(resource_subscriptions=[uri]) as subscription:
+                    with anyio.fail_after(10):  # listening primes the fingerprint first
+                        while not kernel.value("bool(rows_hashed)"):
+                            await anyio.sleep(0.05)
+                    kernel.run("big.iloc[-1, 1] = 2.0").raise_for_error()
+                    with anyio.fail_after(10):
+                        event = await subscription.__anext__()
+                    assert type(event).__name__ == "ResourceUpdated" and event.uri == uri
+        hashed = kernel.value("rows_hashed")
+        assert hashed and max(hashed) <= kernel.value("_digest.SAMPLE_ROWS"), max(hashed)
+    finally:
+        kernel.run("pd.util.hash_pandas_object = _real_hash\nnbmcp.unexpose('big')\ndel big").raise_for_error()
