@@ -98,7 +98,11 @@ class CallPipeline:
         except ApprovalDenied as exc:
             return mark_outcome(_error_result(str(exc)), "denied")
         except ToolTimeout as exc:
-            return _error_result(f"tool {spec.name!r} did not finish within {exc.seconds:g} s")
+            limit = "its timeout=" if spec.timeout else "c.NbMCP.tool_timeout"
+            return _error_result(
+                f"tool {spec.name!r} did not finish within {exc.seconds:g} s ({limit}) and was abandoned; "
+                "try smaller arguments, or ask the notebook's owner for a longer limit"
+            )
         except ToolBusy as exc:
             return _error_result(str(exc))
         except Exception as exc:

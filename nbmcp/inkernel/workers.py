@@ -11,7 +11,8 @@ gets its answer at once, the thread runs on. Abandoned threads are counted per t
 refused until they end (the error and ``%mcp`` say so), and each is sent an asynchronous
 :class:`CallAbandoned` with ``PyThreadState_SetAsyncExc``. That is best effort: CPython delivers it only when
 the thread next runs Python bytecode, so a thread blocked in C (``time.sleep``, a socket read, one long NumPy
-operation) ends only when that call returns, and user code that catches ``BaseException`` can swallow it.
+operation) ends only when that call returns, and user code that catches ``BaseException`` can swallow it. Like a
+``KeyboardInterrupt``, it can leave what the tool was changing half changed: the price of getting the thread back.
 
 Every call gets a thread of its own (cheap next to an HTTP round trip): an asynchronous exception can only
 reach the call it was meant for, and no idle thread outlives the load.
