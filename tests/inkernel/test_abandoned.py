@@ -82,7 +82,7 @@ async def test_timed_out_python_loops_give_their_threads_back(server: dict, kern
     assert threads_after, (threads_before, kernel.value("threading.active_count()"))
 
 
-async def test_threads_stuck_in_c_are_counted_shown_and_refused_past_the_limit(
+async def test_threads_stuck_in_c_are_abandoned_counted_shown_and_refused_past_the_limit(
     server: dict, kernel: KernelHandle
 ) -> None:
     kernel.run("gate.clear(); outcomes.clear()").raise_for_error()
