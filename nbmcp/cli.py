@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
         "--server-token",
         help="the Jupyter Server's token (default: $JUPYTER_TOKEN; prefer the variable, set in the client "
         "config's \"env\" block: clients do not pass on your shell's environment)",
+    )
+    serve.add_argument(
+        "--kernel-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --server-url: an environment variable for kernels nbmcp starts there (repeatable; Kernel and "
+        "Enterprise Gateway pass on KERNEL_* names; KERNEL_USERNAME defaults to the Hub user or your user name)",
     )
     serve.add_argument("--notebook", type=Path, help="session notebook (default nbmcp-session-<time>.ipynb)")
     serve.add_argument("--no-record", action="store_true", help="do not record executions in a notebook")
@@ -115,6 +124,7 @@ def _serve(args: argparse.Namespace) -> int:
             "existing": args.existing,
             "server_url": args.server_url,
             "server_token": args.server_token,
+            "kernel_env": _kernel_env(args.kernel_env),
             "notebook": args.notebook,
             "record": not args.no_record,
             "timeout": args.timeout,
@@ -127,6 +137,16 @@ def _serve(args: argparse.Namespace) -> int:
             "port": args.port,
         }
     )
+
+
+def _kernel_env(pairs: Sequence[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or any(c.isspace() for c in key):
+            raise ValueError(f"--kernel-env {pair!r}: expected KEY=VALUE, e.g. --kernel-env KERNEL_USERNAME=alice")
+        env[key] = value
+    return env
 
 
 def _bridge(args: argparse.Namespace) -> int:
@@ -188,15 +208,36 @@ def _needs_jupyter_token(extra: Sequence[str]) -> bool:
     return has_url and not has_token
 
 
+def _without_server_token(extra: Sequence[str]) -> tuple[list[str], str | None]:
+    """``extra`` without ``--server-token VALUE``, and that value (None when absent)."""
+    rest: list[str] = []
+    token = None
+    items = iter(extra)
+    for arg in items:
+        if arg == "--server-token":
+            token = next(items, None)
+            if token is None:
+                raise ValueError("--server-token needs a value (or leave it out: the config gets an env block)")
+        elif arg.startswith("--server-token="):
+            token = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    return rest, token
+
+
 def client_config(client: str, name: str = "jupyter", extra: Sequence[str] = ()) -> dict[str, Any]:
     """An MCP client config entry that launches ``nbmcp serve`` over stdio.
 
-    With ``--server-url`` (and no ``--server-token``) the entry has an ``env`` block for ``JUPYTER_TOKEN``:
-    a client starts servers with its own environment, not the shell's, so an exported token is not seen.
+    With ``--server-url`` the entry has an ``env`` block for ``JUPYTER_TOKEN`` (a placeholder, or the value of
+    a ``--server-token`` given here, moved out of the command line): a client starts servers with its own
+    environment, not the shell's, so an exported token is not seen.
     """
+    extra, token = _without_server_token(extra)
     command, *args = [*serve_command(), *extra]
     entry: dict[str, Any] = {"command": command, "args": args}
-    if _needs_jupyter_token(extra):
+    if token is not None:
+        entry["env"] = {"JUPYTER_TOKEN": token}  # not in args: a command line is visible to other users (ps)
+    elif _needs_jupyter_token(extra):
         entry["env"] = {"JUPYTER_TOKEN": TOKEN_PLACEHOLDER}
     if client == "vscode":
         return {"servers": {name: {"type": "stdio", **entry}}}
@@ -217,10 +258,18 @@ def _config(args: argparse.Namespace) -> int:
     extra = [a for a in args.serve_args if a != "--"]
     print(json.dumps(client_config(args.client, args.name, extra), indent=2))
     print(f"# {_CONFIG_WHERE[args.client].format(name=args.name)}", file=sys.stderr)
+    hub = next((m for a in extra if (m := re.search(r"/user/([^/]+)/?", a))), None)
+    which = f"a JupyterHub API token with the scope access:servers!user={hub[1]}" if hub else "the server's token"
     if _needs_jupyter_token(extra):
         print(
-            f'# replace "{TOKEN_PLACEHOLDER}" with the Jupyter Server\'s token: the client starts nbmcp with its '
+            f'# replace "{TOKEN_PLACEHOLDER}" with {which}: the client starts nbmcp with its '
             "own environment, not your shell's, so an exported $JUPYTER_TOKEN does not reach it",
+            file=sys.stderr,
+        )
+    elif _without_server_token(extra)[1] is not None:
+        print(
+            "# --server-token went into the env block (JUPYTER_TOKEN), not the command line, which other users "
+            "can see (ps); keep this file private",
             file=sys.stderr,
         )
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,22 @@ class NbMCPServerExtension(ExtensionApp):
                 (r"/nbmcp/kernels/([^/]+)/mcp", KernelMCPHandler, {"nbmcp": self}),
             ]
         )
+
+    def refusal(self, path: str, sent_credentials: bool) -> str:
+        """Why an unauthenticated request to ``path`` was refused, and what to send instead."""
+        hub_user = os.environ.get("JUPYTERHUB_USER")  # set by JupyterHub in single-user servers
+        if hub_user:
+            needs = (
+                f"{path} is {hub_user}'s JupyterHub server: it needs a JupyterHub API token of {hub_user} (or of a "
+                f"user or service allowed to access it) with the scope access:servers!user={hub_user}, sent as "
+                f"'Authorization: Bearer <token>'. Create one at {os.environ.get('JUPYTERHUB_BASE_URL', '/')}hub/token"
+            )
+            if sent_credentials:
+                return "the Hub did not accept this token (invalid, expired, or another user's): " + needs
+            return "no token was sent: " + needs
+        if sent_credentials:
+            return f"this Jupyter Server refused the token sent to {path}: send its token as 'Authorization: Bearer …'"
+        return f"no token was sent: {path} needs this Jupyter Server's token as 'Authorization: Bearer <token>'"
 
     def app_endpoint(self) -> tuple[str | None, str | None]:
         return self._url, self._token

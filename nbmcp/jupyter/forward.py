@@ -140,6 +140,14 @@ class ForwardingHandler(APIHandler):
     async def delete(self, *args: str) -> None:
         await self._forward(*args)
 
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # Refused before anyone was authenticated (no token, a wrong one, another JupyterHub user's): Jupyter says
+        # "Forbidden" or "'_xsrf' argument missing", which sends people hunting in the wrong place.
+        if status_code == 403 and not getattr(self, "_jupyter_current_user", None):
+            self._fail(403, self.nbmcp.refusal(self.request.path, "authorization" in self.request.headers))
+            return
+        super().write_error(status_code, **kwargs)
+
     def _fail(self, status: int, message: str, **details: Any) -> None:
         self.set_status(status)
         self.finish(json.dumps({"message": message, "error": message, **details}))

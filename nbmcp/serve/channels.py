@@ -89,11 +89,16 @@ class WebSocketChannels:
     """The Jupyter Server kernel WebSocket (``/api/kernels/{id}/channels``), JSON message protocol."""
 
     def __init__(self, ws_url: str, headers: dict[str, str]) -> None:
+        import secrets
+
         from jupyter_client.session import Session
 
         self.ws_url = ws_url
         self.headers = headers
-        self.session = Session(key=b"", username="nbmcp")
+        # Messages go to the server as JSON and the server signs what it passes to the kernel: this session never
+        # signs anything. An empty key would make jupyter_client log "Message signing is disabled. This is insecure"
+        # on every connection, a false alarm here; an unused random key does not.
+        self.session = Session(key=secrets.token_hex(16).encode(), username="nbmcp")
         self._ws: Any = None
         self._task: asyncio.Task[None] | None = None
         self.closed = False

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from ..exceptions import KernelSessionError
 
@@ -160,7 +162,7 @@ def attached_client(connection_file: str | Path | None) -> tuple[Any, str]:
 
 class JupyterServerAPI:
     """The kernels REST API of a Jupyter Server; every failure is a :class:`KernelSessionError` that says
-    what to check."""
+    what to check, with the server's own reason (a gateway's refusal, JupyterHub's "not running")."""
 
     def __init__(self, server_url: str, token: str | None) -> None:
         import httpx
@@ -169,6 +171,9 @@ class JupyterServerAPI:
         self.token = token
         self.headers = {"Authorization": f"token {token}"} if token else {}
         self._http = httpx.AsyncClient(base_url=self.base, headers=self.headers, timeout=30.0)
+        # a JupyterHub single-user server: {hub}/user/<name>/ (named servers: {hub}/user/<name>/<server>/)
+        hub = re.match(r"(?P<hub>.*?/)user/(?P<user>[^/]+)/", self.base)
+        self.hub_url, self.hub_user = (hub["hub"], unquote(hub["user"])) if hub else (None, None)
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
         import httpx
@@ -177,12 +182,23 @@ class JupyterServerAPI:
             response = await self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise KernelSessionError(f"Jupyter Server {self.base} unreachable: {exc}") from exc
-        if response.status_code >= 400:
+        # a redirect to the Hub (its login or spawn page) instead of an API answer
+        redirect = response.is_redirect and "/hub/" in response.headers.get("location", "")
+        if response.status_code >= 400 or redirect:
             answered = f"Jupyter Server {self.base} answered {response.status_code} to {method} /{path}"
-            raise KernelSessionError(answered + self._what_to_do(response.status_code))
+            reason = _reason(response)
+            answered += f" ({reason})" if reason else ""
+            raise KernelSessionError(answered + self._what_to_do(response.status_code, reason))
         return response
 
-    def _what_to_do(self, status: int) -> str:
+    def _what_to_do(self, status: int, reason: str = "") -> str:
+        if self.hub_user is not None and (status in (424, 503) or 300 <= status < 400):
+            # JupyterHub answers for a user server that is not running (424; 503 on older Hubs)
+            return (
+                f": {self.hub_user}'s JupyterHub server is not running: start it from the Hub's home page "
+                f"({self.hub_url}hub/home) or with `POST {self.hub_url}hub/api/users/{self.hub_user}/server`, "
+                "then retry"
+            )
         if status not in (401, 403):
             return ""
         if not self.token:
@@ -196,18 +212,52 @@ class JupyterServerAPI:
             )
         if self.token.startswith("<") and self.token.endswith(">"):
             return f": the token is still the placeholder {self.token}; put the Jupyter Server's token there"
+        if reason and reason.lower() not in ("forbidden", "unauthorized"):
+            return ""  # the server said why (a gateway refusing a user, a resource limit): not the token's fault
+        if self.hub_user is not None:
+            return (
+                f" (check --server-token / JUPYTER_TOKEN: it must be a JupyterHub API token with the scope "
+                f"access:servers!user={self.hub_user}; create one at {self.hub_url}hub/token)"
+            )
         return " (check --server-token / JUPYTER_TOKEN: the server refused this token)"
 
     async def newest_kernel_id(self) -> str:
         """The most recently active kernel."""
-        kernels = (await self.request("GET", "api/kernels")).json()
+        try:
+            kernels = (await self.request("GET", "api/kernels")).json()
+        except KernelSessionError as exc:
+            if "answered 403" not in str(exc) or not await self._answers("api/kernelspecs"):
+                raise
+            # the token (or no token) opens the rest of the API: this server runs kernels but does not list
+            # them, Kernel Gateway's default
+            raise KernelSessionError(
+                f"{self.base} does not list its kernels (403 on GET /api/kernels; Kernel Gateway does not by "
+                "default): pass the kernel's id (--existing KERNEL_ID), or start the gateway with "
+                "--JupyterWebsocketPersonality.list_kernels=True"
+            ) from exc
         if not kernels:
             raise KernelSessionError(f"no running kernels on {self.base}")
         kernels.sort(key=lambda k: k.get("last_activity") or "")
         return kernels[-1]["id"]
 
-    async def start_kernel(self, kernel_name: str) -> dict[str, Any]:
-        return (await self.request("POST", "api/kernels", json={"name": kernel_name})).json()
+    async def _answers(self, path: str) -> bool:
+        import httpx
+
+        try:
+            return (await self._http.get(path)).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    async def start_kernel(self, kernel_name: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+        """Start a kernel; ``env`` goes in the request: Kernel and Enterprise Gateway pass ``KERNEL_*``
+        variables to the kernel, and ``KERNEL_USERNAME`` says whose kernel it is (default: the Hub user of a
+        ``/user/<name>/`` URL, else the local user); a plain Jupyter Server ignores it."""
+        import getpass
+
+        with contextlib.suppress(Exception):  # no user name (a container without /etc/passwd entry): send none
+            env = {"KERNEL_USERNAME": self.hub_user or getpass.getuser(), **(env or {})}
+        body: dict[str, Any] = {"name": kernel_name, "env": env or {}}
+        return (await self.request("POST", "api/kernels", json=body)).json()
 
     async def kernel_model(self, kernel_id: str) -> dict[str, Any]:
         return (await self.request("GET", f"api/kernels/{kernel_id}")).json()
@@ -227,6 +277,22 @@ class JupyterServerAPI:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _reason(response: Any) -> str:
+    """The server's own explanation of an error: Jupyter's JSON ``message``/``reason``, else a short text."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return "" if text.startswith("<") else text[:300]  # an HTML page says nothing useful here
+    if not isinstance(body, dict):
+        return ""
+    message = str(body.get("message") or "").strip()
+    reason = str(body.get("reason") or "").strip()
+    if message and reason and reason not in message:
+        return f"{message}: {reason}"[:500]
+    return (message or reason)[:500]
 
 
 def _is_ipykernel(km: Any) -> bool:

@@ -44,6 +44,7 @@ class ServeOptions:
     existing: str | bool | None = None  # True: newest connection file (or newest remote kernel)
     server_url: str | None = None
     server_token: str | None = None
+    kernel_env: dict[str, str] = field(default_factory=dict)  # sent when starting a kernel on --server-url
     notebook: Path | None = None
     record: bool = True
     timeout: float = 60.0
@@ -149,7 +150,12 @@ class KernelProvider:
         existing = o.existing if isinstance(o.existing, str) else None
         if o.server_url:
             return await KernelSession.remote(
-                o.server_url, o.server_token, kernel_name=o.kernel_name, kernel_id=existing, newest=o.existing is True
+                o.server_url,
+                o.server_token,
+                kernel_name=o.kernel_name,
+                kernel_id=existing,
+                newest=o.existing is True,
+                kernel_env=o.kernel_env,
             )
         if o.attaching:
             return await KernelSession.attach(existing)

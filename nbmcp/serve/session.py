@@ -157,8 +157,10 @@ class KernelSession:
         kernel_id: str | None = None,
         newest: bool = False,
         ready_timeout: float = READY_TIMEOUT,
+        kernel_env: dict[str, str] | None = None,
     ) -> KernelSession:
         """A kernel behind a Jupyter Server (also JupyterHub single-user servers, Kernel/Enterprise Gateway).
+        ``kernel_env``: ``KERNEL_*`` variables sent with a start request (see :meth:`JupyterServerAPI.start_kernel`).
 
         Starts a new kernel there (shut down by :meth:`shutdown`), or attaches to ``kernel_id`` (or the
         most recently active kernel with ``newest=True``), which is then never shut down by us.
@@ -171,7 +173,7 @@ class KernelSession:
             if kernel_id is None and newest:
                 kernel_id = await api.newest_kernel_id()
             if kernel_id is None:
-                model = await api.start_kernel(kernel_name)
+                model = await api.start_kernel(kernel_name, kernel_env)
                 self.owned = True
             else:
                 model = await api.kernel_model(kernel_id)
