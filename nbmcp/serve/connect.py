@@ -188,11 +188,27 @@ class JupyterServerAPI:
             answered = f"Jupyter Server {self.base} answered {response.status_code} to {method} /{path}"
             reason = _reason(response)
             answered += f" ({reason})" if reason else ""
-            raise KernelSessionError(answered + self._what_to_do(response.status_code, reason))
+            stopped = await self._hub_server_stopped(response)
+            raise KernelSessionError(answered + self._what_to_do(response.status_code, reason, stopped=stopped))
         return response
 
-    def _what_to_do(self, status: int, reason: str = "") -> str:
-        if self.hub_user is not None and (status in (424, 503) or 300 <= status < 400):
+    async def _hub_server_stopped(self, response: Any) -> bool:
+        """Whether JupyterHub answered for a user server that is not running. The Hub answers GETs with 424
+        (503 before JupyterHub 4) and refuses POSTs with an HTML 403 (its XSRF check): ask with a GET."""
+        import httpx
+
+        if self.hub_user is None or response.status_code not in (302, 303, 403, 424, 503):
+            return False
+        if response.status_code in (424, 503) and response.request.method == "GET":
+            return True
+        try:
+            probe = await self._http.get("api", headers={"Accept": "application/json"}, follow_redirects=True)
+        except httpx.HTTPError:
+            return False
+        return probe.status_code in (424, 503)
+
+    def _what_to_do(self, status: int, reason: str = "", *, stopped: bool = False) -> str:
+        if stopped:
             # JupyterHub answers for a user server that is not running (424; 503 on older Hubs)
             return (
                 f": {self.hub_user}'s JupyterHub server is not running: start it from the Hub's home page "
