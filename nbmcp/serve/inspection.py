@@ -2,13 +2,15 @@
 
 The probe is installed on first use as the module ``_nbmcp_probe`` (its source, read from its file, is
 sent to the kernel), and runs through a kernel subshell when the kernel has them, so it answers while a
-cell runs.
+cell runs. Without subshells (ipykernel < 7, e.g. on Enterprise Gateway images) it queues behind the
+running cell, bounded and never interrupting it, and the answer says it waited.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -40,11 +42,10 @@ async def run_probe(session: KernelSession, call: str, *, timeout: float = INSPE
     """Evaluate ``_nbmcp_probe.<call>`` in the kernel (installing the probe if needed); its JSON result."""
     expression = f"__import__('_nbmcp_probe').{call}"
     subshell = session.supports_subshells
-    if not subshell and session.busy:
-        raise ToolError(
-            f"{kernel_label(session.describe())} is busy running a cell and has no subshells "
-            "(ipykernel < 7) to inspect it meanwhile; wait for the cell or interrupt() it"
-        )
+    # No subshell to answer from while a cell runs: the request waits in the kernel's queue until the cell is
+    # done, and a timeout must not interrupt that cell (it is not ours to stop).
+    queued = not subshell and session.busy
+    started = time.monotonic()
     for attempt in range(2):  # the second time, install the probe first
         code = _INSTALL.format(src=probe_source()) if attempt else ""
         try:
@@ -56,15 +57,27 @@ async def run_probe(session: KernelSession, call: str, *, timeout: float = INSPE
                 timeout=timeout,
                 subshell=subshell,
                 lock=False,
+                interrupt=not queued,
             )
         except KernelDeadError as exc:
             raise ToolError(str(exc)) from exc
+        if outcome.status == "timeout" and queued:
+            raise ToolError(
+                f"{kernel_label(session.describe())} was busy running a cell for {timeout:g} s and has no subshells "
+                "(ipykernel < 7) to inspect it meanwhile; wait for the cell, or interrupt() it"
+            )
         if outcome.status == "timeout":
             raise ToolError(f"the kernel did not answer the inspection within {timeout:g} s (busy?)")
         result = outcome.user_expressions.get("r") or {}
         if result.get("status") == "ok":
             text = result.get("data", {}).get("text/plain", "")
-            return json.loads(ast.literal_eval(text))
+            data = json.loads(ast.literal_eval(text))
+            if queued:
+                data["note"] = (
+                    f"note: the kernel has no subshells (ipykernel < 7), so this inspection waited "
+                    f"{time.monotonic() - started:.1f} s for the running cell to finish"
+                )
+            return data
         if result.get("ename") not in ("ModuleNotFoundError", "ImportError", "AttributeError") or attempt:
             if outcome.status == "error" and outcome.error:
                 raise ToolError(f"inspection failed: {outcome.error.get('ename')}: {outcome.error.get('evalue')}")
@@ -78,7 +91,11 @@ def variables_text(data: dict[str, Any], kernel: dict[str, Any]) -> str:
     for v in data["variables"]:
         size = "x".join(map(str, v["shape"])) if "shape" in v else (f"len {v['len']}" if "len" in v else "")
         lines.append(f"- {v['name']}: {v['type']}{' ' + size if size else ''} = {v['repr']}")
-    return "\n".join(lines)
+    return _with_note("\n".join(lines), data)
+
+
+def _with_note(text: str, data: dict[str, Any]) -> str:
+    return f"{text}\n({data['note']})" if data.get("note") else text
 
 
 def describe_text(d: dict[str, Any]) -> str:
@@ -108,7 +125,7 @@ def describe_text(d: dict[str, Any]) -> str:
         lines.append(str(d.get("repr", "")))
     if d.get("warning"):
         lines.append(d["warning"])
-    return "\n".join(lines)
+    return _with_note("\n".join(lines), d)
 
 
 def rows_text(data: dict[str, Any], name: str) -> str:
@@ -118,4 +135,4 @@ def rows_text(data: dict[str, Any], name: str) -> str:
         return f"no rows at offset {data['offset']} ({data['total_rows']} rows in `{name}`)"
     end = data["offset"] + shown
     head = f"rows {data['offset']}-{max(end - 1, data['offset'])} of {data['total_rows']} in `{name}`"
-    return head + "\n\n" + markdown_table(data["rows"], data["columns"])
+    return _with_note(head + "\n\n" + markdown_table(data["rows"], data["columns"]), data)

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.anyio
 async def test_inspection_falls_back_without_subshells(ks: KernelSession) -> None:
     from mcp.server.mcpserver.exceptions import ToolError
 
-    from nbmcp.serve.inspection import run_probe
+    from nbmcp.serve.inspection import run_probe, variables_text
 
     await ks.execute("fallback_var = {'k': 1}")
     features = ks.kernel_info.get("supported_features")
@@ -30,8 +30,20 @@ async def test_inspection_falls_back_without_subshells(ks: KernelSession) -> Non
             )
         )
         await asyncio.wait_for(running.wait(), 10)
-        with pytest.raises(ToolError, match="busy running a cell and has no subshells"):
-            await run_probe(ks, "list_variables(50)")
-        await busy
+        # the inspection waits for the running cell (queued behind it) and says so, instead of failing
+        waited = await run_probe(ks, "list_variables(50)")
+        assert busy.done() and (await busy).status == "ok"
+        assert "fallback_var" in {v["name"] for v in waited["variables"]}
+        assert "no subshells" in waited["note"] and "waited" in waited["note"]
+        assert waited["note"] in variables_text(waited, ks.describe())
+        # a cell longer than the inspection's bound: a clear error, and the human's cell is not interrupted
+        running.clear()
+        long = asyncio.create_task(
+            ks.execute("print('long', flush=True)\nimport time; time.sleep(2)", on_output=lambda n, t: running.set())
+        )
+        await asyncio.wait_for(running.wait(), 10)
+        with pytest.raises(ToolError, match="was busy running a cell for 0.5 s and has no subshells"):
+            await run_probe(ks, "list_variables(50)", timeout=0.5)
+        assert (await long).status == "ok"
     finally:
         ks.kernel_info["supported_features"] = features
