@@ -51,7 +51,9 @@ class HubProcess:
 
     def api(self, method: str, path: str, *, token: str | None = None, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"token {token or self.admin_token}"}
-        return httpx.request(method, f"{self.url}hub/api/{path}", headers=headers, timeout=30, trust_env=False, **kwargs)
+        return httpx.request(
+            method, f"{self.url}hub/api/{path}", headers=headers, timeout=30, trust_env=False, **kwargs
+        )
 
     def user_url(self, name: str) -> str:
         return f"{self.url}user/{name}/"

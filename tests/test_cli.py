@@ -109,5 +109,17 @@ def test_a_server_url_config_carries_a_token_placeholder_never_the_token() -> No
     entry = json.loads(done.stdout)["servers"]["jupyter"]
     assert entry["env"] == {"JUPYTER_TOKEN": "<your Jupyter token>"}
     assert "own environment" in done.stderr
-    with_token = printed_config("claude", "--", "--server-url", "http://h/", "--server-token", "t")[0]
-    assert "env" not in with_token["mcpServers"]["jupyter"]  # given on the command line: nothing to add
+
+
+def test_a_given_server_token_goes_into_the_env_block_not_the_command_line() -> None:
+    # a Hub token given to `nbmcp config`: in the client's env block (ps shows a command line to every user)
+    url = "https://hub.example.org/user/alice/"
+    for given in (["--server-token", "secret-hub-token"], ["--server-token=secret-hub-token"]):
+        config, stderr = printed_config("claude", "--", "--server-url", url, *given)
+        server = config["mcpServers"]["jupyter"]
+        assert "secret-hub-token" not in json.dumps(server["args"]) and "--server-token" not in server["args"]
+        assert server["env"] == {"JUPYTER_TOKEN": "secret-hub-token"}
+        assert server["args"][-2:] == ["--server-url", url]
+        assert "env block" in stderr
+    _, hub_note = printed_config("claude", "--", "--server-url", url)
+    assert "JupyterHub API token with the scope access:servers!user=alice" in hub_note

@@ -6,7 +6,6 @@ alice's single-user server with nbmcp's extension. An MCP client outside the Hub
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -154,14 +153,3 @@ async def test_a_stopped_user_server_is_named_with_what_to_start(
     message = text_of(result)
     assert "bob's JupyterHub server is not running" in message, message
     assert f"{hub.url}hub/api/users/bob/server" in message and f"{hub.url}hub/home" in message, message
-
-
-def test_nbmcp_config_for_a_hub_puts_the_token_in_the_env_block(tmp_path: Path) -> None:
-    from nbmcp.cli import client_config
-
-    url = "https://hub.example.org/user/alice/"
-    entry = client_config("claude", "hub", ["--server-url", url, "--server-token", "secret-hub-token"])
-    server = entry["mcpServers"]["hub"]
-    assert "secret-hub-token" not in json.dumps(server["args"]) and "--server-token" not in server["args"]
-    assert server["env"] == {"JUPYTER_TOKEN": "secret-hub-token"}
-    assert server["args"][-2:] == ["--server-url", url]

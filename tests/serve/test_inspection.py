@@ -42,7 +42,7 @@ async def test_inspection_falls_back_without_subshells(ks: KernelSession) -> Non
             ks.execute("print('long', flush=True)\nimport time; time.sleep(2)", on_output=lambda n, t: running.set())
         )
         await asyncio.wait_for(running.wait(), 10)
-        with pytest.raises(ToolError, match="was busy running a cell for 0.5 s and has no subshells"):
+        with pytest.raises(ToolError, match=r"was busy running a cell for 0\.5 s and has no subshells"):
             await run_probe(ks, "list_variables(50)", timeout=0.5)
         assert (await long).status == "ok"
     finally:
