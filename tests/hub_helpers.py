@@ -23,8 +23,19 @@ from typing import Any
 
 import httpx
 
-from tests.jupyter_helpers import EXTENSIONS, free_port
+from tests.jupyter_helpers import free_port
 
+# nbmcp's extension only: JupyterLab and friends take seconds of a user server's start and no part here
+EXTENSIONS = repr(
+    {
+        "nbmcp": False,
+        "nbmcp.jupyter": True,
+        "jupyterlab": False,
+        "jupyter_lsp": False,
+        "jupyter_server_terminals": False,
+        "notebook_shim": False,
+    }
+)
 NPM_PREFIX = Path(os.environ.get("NBMCP_NPM_PREFIX", Path.home() / ".cache" / "nbmcp-npm"))
 
 
@@ -85,6 +96,12 @@ class HubProcess:
                 raise RuntimeError(f"jupyterhub exited:\n{self.log_text()}")
             time.sleep(0.1)
         raise TimeoutError(f"{name}'s server did not start within {timeout} s:\n{self.log_text()}")
+
+    def direct_url(self, name: str) -> str:
+        """``name``'s single-user server at its own loopback port, bypassing the proxy (from the Hub's routes)."""
+        routes = self.api("GET", "proxy").json()
+        target = routes[f"/user/{name}/"]["target"]
+        return f"{target.rstrip('/')}/user/{name}/"
 
     def stop_server(self, name: str, timeout: float = 30) -> None:
         self.api("DELETE", f"users/{name}/server")
@@ -185,7 +202,7 @@ c.JupyterHub.services = [{"name": "nbmcp-test", "api_token": s["admin_token"]}]
 c.JupyterHub.load_roles = [
     {
         "name": "nbmcp-test-admin",
-        "scopes": ["admin:users", "admin:servers", "tokens", "read:users"],
+        "scopes": ["admin:users", "admin:servers", "tokens", "read:users", "proxy"],
         "services": ["nbmcp-test"],
     }
 ]
