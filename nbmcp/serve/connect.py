@@ -228,7 +228,7 @@ class JupyterServerAPI:
             )
         if self.token.startswith("<") and self.token.endswith(">"):
             return f": the token is still the placeholder {self.token}; put the Jupyter Server's token there"
-        if reason and reason.lower() not in ("forbidden", "unauthorized"):
+        if reason and not _about_credentials(reason):
             return ""  # the server said why (a gateway refusing a user, a resource limit): not the token's fault
         if self.hub_user is not None:
             return (
@@ -293,6 +293,13 @@ class JupyterServerAPI:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _about_credentials(reason: str) -> bool:
+    """Whether a refusal's reason is Jupyter's generic answer to missing or wrong credentials (without a
+    token or cookie, a POST fails Jupyter's XSRF check first)."""
+    reason = reason.lower()
+    return reason in ("forbidden", "unauthorized") or "xsrf" in reason or "token" in reason
 
 
 def _reason(response: Any) -> str:
