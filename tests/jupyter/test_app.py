@@ -74,10 +74,12 @@ def run_in_notebook(js: JupyterProcess, kernel_id: str, code: str) -> None:
 @pytest.mark.parametrize("path", ["nbmcp/mcp", "nbmcp/kernels/abc/mcp"])
 def test_requests_without_the_jupyter_token_are_refused(js: JupyterProcess, path: str) -> None:
     url = js.url + path
-    for headers in ({}, {"Authorization": "Bearer wrong-token"}):
+    for headers, says in (({}, "no token was sent"), ({"Authorization": "Bearer wrong-token"}, "refused the token")):
         response = httpx.post(url, json=INIT, headers={**MCP_HEADERS, **headers}, trust_env=False)
         assert response.status_code == 403, response.text
         assert "mcp-session-id" not in response.headers
+        # what to send, not Jupyter's "'_xsrf' argument missing" or a bare "Forbidden"
+        assert says in response.json()["message"] and "Authorization: Bearer" in response.json()["message"]
     assert httpx.get(url, headers=MCP_HEADERS, trust_env=False).status_code == 403
     assert httpx.delete(url, headers=MCP_HEADERS, trust_env=False).status_code == 403
 
