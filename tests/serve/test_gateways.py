@@ -93,6 +93,17 @@ def serve_on(gw: Gateway, *args: str, cwd: Path):
     return params
 
 
+def started_cell(client: Client, code: str) -> tuple[asyncio.Future, asyncio.Event]:
+    """Run ``code`` in the background; the event is set when its first output arrives (as progress)."""
+    started = asyncio.Event()
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        started.set()
+
+    call = client.call_tool("execute", {"code": code}, progress_callback=on_progress)
+    return asyncio.ensure_future(call), started
+
+
 # -- Jupyter Kernel Gateway -------------------------------------------------------------------------------
 
 
@@ -125,8 +136,8 @@ async def test_kernel_gateway_start_execute_interrupt_inspect(kg: Gateway, tmp_p
             assert timed.structured_content["status"] == "timeout", text_of(timed)
             # an explicit interrupt() while a cell runs
             with anyio.fail_after(30):
-                running = asyncio.ensure_future(client.call_tool("execute", {"code": "time.sleep(60)"}))
-                await asyncio.sleep(0.5)  # not synchronisation: the interrupt below also works before the cell
+                running, started = started_cell(client, "print('started', flush=True)\ntime.sleep(60)")
+                await started.wait()  # the cell runs: its first output arrived as progress
                 stopped = await client.call_tool("interrupt", {})
                 assert not stopped.is_error, text_of(stopped)
                 interrupted = await running
@@ -226,8 +237,8 @@ async def test_enterprise_gateway_kernel_env_and_inspection_without_subshells(eg
         assert not idle.is_error and "data" in text_of(idle) and "waited" not in text_of(idle), text_of(idle)
         # while a cell runs, ipykernel 6 cannot answer: the inspection waits for the cell, and says so
         with anyio.fail_after(60):
-            running = asyncio.ensure_future(client.call_tool("execute", {"code": "import time\ntime.sleep(2)"}))
-            await asyncio.sleep(0.5)  # let the cell start (if it had not, the inspection simply would not wait)
+            running, started = started_cell(client, "import time\nprint('started', flush=True)\ntime.sleep(2)")
+            await started.wait()
             listed = await client.call_tool("list_variables", {})
             assert not listed.is_error, text_of(listed)
             assert "data" in {v["name"] for v in listed.structured_content["variables"]}
