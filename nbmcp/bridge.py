@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any
 
 __all__ = ["run_bridge", "unreachable_message"]
@@ -38,6 +39,19 @@ async def unreachable_message(url: str, token: str | None, exc: BaseException) -
             "(`%load_ext nbmcp` in a notebook starts one)"
         )
     status = await _status_of(url, token)
+    hub = re.match(r"(?P<hub>https?://.*?/)user/(?P<user>[^/]+)/", url)  # a JupyterHub user server's route
+    if hub and status in (403, 424, 503):
+        # the Hub itself answers for a server that is not running: 424 to a GET, an HTML 403 to a POST
+        if await _status_of(f"{hub[0]}api", token, get=True) in (424, 503):
+            return (
+                f"{url}: {hub['user']}'s JupyterHub server is not running: start it from {hub['hub']}hub/home "
+                f"(or `POST {hub['hub']}hub/api/users/{hub['user']}/server`), then retry"
+            )
+        if status == 403:
+            return (
+                f"{url} answered 403: set $NBMCP_TOKEN to a JupyterHub API token with the scope "
+                f"access:servers!user={hub['user']} (create one at {hub['hub']}hub/token)"
+            )
     if status in (401, 403):
         how = "the token was refused" if token else "no token was given"
         return (
@@ -50,7 +64,7 @@ async def unreachable_message(url: str, token: str | None, exc: BaseException) -
     return f"cannot connect to {url}: {type(innermost).__name__}: {innermost}"
 
 
-async def _status_of(url: str, token: str | None) -> int | None:
+async def _status_of(url: str, token: str | None, *, get: bool = False) -> int | None:
     import httpx
 
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
@@ -58,7 +72,9 @@ async def _status_of(url: str, token: str | None) -> int | None:
         headers["Authorization"] = f"Bearer {token}"
     ping = {"jsonrpc": "2.0", "id": 0, "method": "ping"}
     try:
-        async with httpx.AsyncClient(timeout=5, trust_env=False) as http:
+        async with httpx.AsyncClient(timeout=5, trust_env=False, follow_redirects=get) as http:
+            if get:
+                return (await http.get(url, headers={**headers, "Accept": "application/json"})).status_code
             return (await http.post(url, json=ping, headers=headers)).status_code
     except httpx.HTTPError:
         return None

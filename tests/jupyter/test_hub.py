@@ -6,6 +6,9 @@ alice's single-user server with nbmcp's extension. An MCP client outside the Hub
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,3 +156,27 @@ async def test_a_stopped_user_server_is_named_with_what_to_start(
     message = text_of(result)
     assert "bob's JupyterHub server is not running" in message, message
     assert f"{hub.url}hub/api/users/bob/server" in message and f"{hub.url}hub/home" in message, message
+
+
+@pytest.mark.parametrize("user", ["bob", "alice"])
+def test_bridge_to_a_hub_route_names_a_stopped_server_or_the_token_it_needs(
+    hub: HubProcess, tokens: dict[str, str], user: str
+) -> None:
+    # bob's server is not running; alice's is, but is sent bob's token
+    env = {**os.environ, "NBMCP_TOKEN": tokens["bob"]}
+    url = hub.user_url(user) + "nbmcp/mcp"
+    done = subprocess.run(
+        [sys.executable, "-m", "nbmcp.cli", "bridge", "--url", url],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 1, done.stderr
+    if user == "bob":
+        assert "bob's JupyterHub server is not running" in done.stderr, done.stderr
+        assert f"{hub.url}hub/home" in done.stderr
+    else:
+        assert "answered 403" in done.stderr and "access:servers!user=alice" in done.stderr, done.stderr
+    assert tokens["bob"] not in done.stderr  # never the token
