@@ -24,7 +24,7 @@ from tests.serve.test_tools import serve_params, text_of
 
 pytestmark = [
     pytest.mark.anyio,
-    pytest.mark.timeout(120),
+    pytest.mark.timeout(180),  # the first test's setup starts the Hub, its proxy and alice's server
     pytest.mark.skipif(chp_command() is None, reason="configurable-http-proxy (npm) is not installed"),
 ]
 
