@@ -8,8 +8,9 @@
 
 Enable with ``jupyter server extension enable nbmcp`` (``pip install nbmcp`` does it through
 ``etc/jupyter/jupyter_server_config.d/nbmcp.json``). Clients send the Jupyter token as
-``Authorization: Bearer <token>`` (or a JupyterHub API token). Configure with ``c.NbMCPServerExtension``:
-``read_only``, ``execute_timeout``, ``output_budget``.
+``Authorization: Bearer <token>`` (on JupyterHub: an API token of the user with the scope
+``access:servers!user=<name>``; a refused request's 403 says which token is needed). Configure with
+``c.NbMCPServerExtension``: ``read_only``, ``execute_timeout``, ``output_budget``.
 """
 
 from __future__ import annotations
