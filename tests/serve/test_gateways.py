@@ -224,7 +224,9 @@ async def test_enterprise_gateway_refusal_shows_its_own_reason(eg: Gateway, tmp_
     assert "--server-token" not in message, message  # not blamed on the token
 
 
-async def test_enterprise_gateway_kernel_env_and_inspection_while_busy_without_subshells(eg: Gateway, tmp_path: Path) -> None:
+async def test_enterprise_gateway_kernel_env_and_inspection_while_busy_without_subshells(
+    eg: Gateway, tmp_path: Path
+) -> None:
     params = serve_on(eg, "--kernel-env", "KERNEL_USERNAME=alice", "--kernel-env", "KERNEL_PROJECT=p 1", cwd=tmp_path)
     async with Client(stdio_client(params)) as client:
         env = "os.environ['KERNEL_USERNAME'], os.environ['KERNEL_PROJECT']"
