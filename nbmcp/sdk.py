@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-__all__ = ["add_request_handler", "announce_list_changes", "connection_of", "quiet_mcp_server"]
+__all__ = ["add_request_handler", "announce_list_changes", "connection_of", "quiet_mcp_server", "serve_streams"]
 
 S = TypeVar("S")
 
@@ -65,3 +65,10 @@ def add_request_handler(
     the low-level server's ``add_request_handler`` is public, the way to reach it is not.
     """
     mcp._lowlevel_server.add_request_handler(method, params_type, handler)
+
+
+async def serve_streams(mcp: Any, read_stream: Any, write_stream: Any) -> None:
+    """Serve one connection on ``read_stream``/``write_stream``, as ``MCPServer.run_stdio_async`` does on the
+    SDK's own stdio streams: for a transport of ours (``nbmcp serve``'s size-capped stdio)."""
+    lowlevel = mcp._lowlevel_server
+    await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())

@@ -69,7 +69,20 @@ class ZMQChannels:
             dispatch(name, msg)
 
     def send(self, channel: str, msg: dict[str, Any]) -> None:
-        getattr(self.client, f"{channel}_channel").send(msg)
+        # Not ``channel.send`` (``Session.send``): it sends through a *blocking* shadow of the asyncio socket,
+        # and a blocking send processes the socket's pending commands -- among them "a message arrived" --
+        # behind pyzmq's back: the edge that should wake our pending ``recv`` is consumed, and every later
+        # reply then sits unread in the socket. That was the "kernel did not become ready" of concurrent
+        # starts (the reply to one kernel_info probe arriving while the next probe was sent). Sending through
+        # the asyncio socket lets pyzmq re-check for input after the send.
+        if self.session.adapt_version:  # a kernel of an older protocol, as ``Session.send`` adapts
+            from jupyter_client.adapter import adapt
+
+            msg = adapt(msg, self.session.adapt_version)
+        sock = getattr(self.client, f"{channel}_channel").socket
+        sent = sock.send_multipart(self.session.serialize(msg))
+        if not sent.done():  # the socket's high-water mark: pyzmq finishes the send when it can
+            sent.add_done_callback(_retrieve)
 
     def heartbeat_ok(self) -> bool:
         return not self._heartbeat or self.client.hb_channel.is_beating()
@@ -192,6 +205,11 @@ class Inbox:
         if self.items:
             return self.items.popleft()
         raise asyncio.TimeoutError
+
+
+def _retrieve(sent: asyncio.Future[Any]) -> None:
+    if not sent.cancelled():
+        sent.exception()  # a failed late send has no one to tell (the request times out); no "never retrieved"
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

@@ -118,7 +118,9 @@ async def serve(options: ServeOptions, *, launched: KernelSession | None = None)
 
 async def run_stdio(options: ServeOptions, *, launched: KernelSession | None = None) -> None:
     """Serve over stdin/stdout until stdin closes or a signal arrives; then shut our kernels down."""
+    from ..sdk import serve_streams
     from .provider import KernelProvider
+    from .stdio import bounded_stdio_server
     from .tools import build_server
 
     provider = KernelProvider(options)
@@ -126,7 +128,8 @@ async def run_stdio(options: ServeOptions, *, launched: KernelSession | None = N
     server = build_server(options, provider)
     remove = _install_signal_handlers(provider)
     try:
-        await server.mcp.run_stdio_async()
+        async with bounded_stdio_server() as (read_stream, write_stream):  # one message <= 4 MiB, as over HTTP
+            await serve_streams(server.mcp, read_stream, write_stream)
     finally:
         remove()
         with anyio.CancelScope(shield=True):
