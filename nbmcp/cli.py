@@ -68,7 +68,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--output-budget", type=int, default=20_000, help="characters of text per result")
     serve.add_argument("--image-max-px", type=int, default=1568, help="long side of returned images")
     serve.add_argument("--read-only", action="store_true", help="serve inspection tools only, no execution")
-    serve.add_argument("--shared", action="store_true", help="HTTP: all clients share one kernel")
+    serve.add_argument(
+        "--shared",
+        action="store_true",
+        help="HTTP: all clients share one kernel (default: a kernel per session, and per URL /mcp/k/NAME)",
+    )
+    serve.add_argument(
+        "--max-kernels", type=int, default=10, help="HTTP: at most this many client kernels at once (default 10)"
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=600.0,
+        help="HTTP: shut down a client's kernel after this many seconds without a call (default 600)",
+    )
 
     bridge = sub.add_parser(
         "bridge",
@@ -132,6 +145,8 @@ def _serve(args: argparse.Namespace) -> int:
             "image_max_px": args.image_max_px,
             "read_only": args.read_only,
             "shared": args.shared,
+            "max_kernels": args.max_kernels,
+            "idle_timeout": args.idle_timeout,
             "transport": args.transport,
             "host": args.host,
             "port": args.port,

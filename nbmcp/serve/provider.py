@@ -1,9 +1,17 @@
 """Which kernel a request acts on: ``nbmcp serve``'s options, kernel handles and the kernel provider.
 
-One shared kernel (stdio, ``--shared``, ``--existing``, requests of the sessionless 2026 protocol era), or
--- HTTP, handshake-era sessions -- one kernel per client session, started on its first call and shut down
-when the session ends (the SDK unwinds the connection's exit stack on DELETE, idle timeout or crash).
-Kernels nbmcp started are shut down when the server exits; attached kernels never are.
+One shared kernel (stdio, ``--shared``, ``--existing``), or over HTTP a kernel per client, in both protocol eras:
+
+- a named kernel per URL ``/mcp/k/<name>`` (:class:`KernelPaths`): every request to that URL, with or without
+  a session, reaches the kernel of that name, started on its first call and shut down after ``idle_timeout``
+  seconds without a call (a sessionless client never says goodbye);
+- on ``/mcp``, a kernel per handshake-era session, shut down when the session ends (the SDK unwinds the
+  connection's exit stack on DELETE, its idle timeout -- ``idle_timeout`` too -- or a crash). A sessionless
+  (2026-07-28 era) request there carries nothing that tells clients apart, so it is refused with a message
+  naming the ``/mcp/k/<name>`` URL and ``--shared``, rather than silently sharing one client's kernel with all.
+
+At most ``max_kernels`` such kernels run at once. Kernels nbmcp started are shut down when the server exits;
+attached kernels never are.
 """
 
 from __future__ import annotations
@@ -11,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,7 +40,15 @@ if TYPE_CHECKING:
 
     from .recorder import SessionRecorder
 
-__all__ = ["KernelHandle", "KernelProvider", "KernelSource", "ServeOptions", "attach_kernel"]
+__all__ = [
+    "KERNEL_PATH",
+    "KernelHandle",
+    "KernelPaths",
+    "KernelProvider",
+    "KernelSource",
+    "ServeOptions",
+    "attach_kernel",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +74,8 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 0
     token: str | None = None
+    max_kernels: int = 10  # HTTP: kernels for clients at once (named + per session)
+    idle_timeout: float = 600.0  # HTTP: seconds without a call before a client's kernel is shut down
 
     @property
     def attaching(self) -> bool:
@@ -115,6 +135,35 @@ def _recorder(path: Path, session: KernelSession, display_name: str | None) -> S
     )
 
 
+KERNEL_PATH = "/mcp/k/"  # + a name: that client's own kernel, in both protocol eras
+_NAME_KEY = "nbmcp.kernel_name"  # where KernelPaths leaves the name in the ASGI scope
+_VALID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class KernelPaths:
+    """ASGI: ``/mcp/k/<name>`` is the MCP endpoint ``/mcp`` acting on the kernel ``<name>``."""
+
+    def __init__(self, app: Any, endpoint: str = "/mcp") -> None:
+        self.app = app
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path.startswith(KERNEL_PATH):
+            name = path[len(KERNEL_PATH) :].rstrip("/")
+            if not _VALID_NAME.fullmatch(name):
+                body = (
+                    f"kernel name {name!r} in the URL: use 1-64 letters, digits, '.', '_' or '-' "
+                    f"(e.g. {KERNEL_PATH}my-client)"
+                ).encode()
+                headers = [(b"content-type", b"text/plain; charset=utf-8")]
+                await send({"type": "http.response.start", "status": 404, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+            scope = {**scope, "path": self.endpoint, "raw_path": self.endpoint.encode(), _NAME_KEY: name}
+        await self.app(scope, receive, send)
+
+
 class KernelProvider:
     """Starts, attaches to and hands out kernels; see the module docstring."""
 
@@ -124,6 +173,10 @@ class KernelProvider:
         self._shared: asyncio.Task[KernelHandle] | None = None
         self._handles: list[KernelHandle] = []
         self._closed = False
+        self._named: dict[str, asyncio.Task[KernelHandle]] = {}
+        self._last_used: dict[str, float] = {}
+        self._client_kernels: set[asyncio.Task[KernelHandle]] = set()  # named and per session: the cap counts them
+        self._reaper: asyncio.Task[None] | None = None
 
     async def _create(self, suffix: str | None = None, launched: KernelSession | None = None) -> KernelHandle:
         session = launched or await self._open_session()
@@ -186,19 +239,72 @@ class KernelProvider:
         """The kernel the request in ``ctx`` acts on."""
         if self._closed:
             raise ToolError("the server is shutting down")
-        connection = _connection_of(ctx) if self.per_session else None
-        if connection is None or getattr(connection, "session_id", None) is None:
+        if not self.per_session:
             return await self._await(self.start_shared())
+        request = _request_of(ctx)
+        name = request.scope.get(_NAME_KEY) if request is not None else None
+        if name is not None:
+            return await self._await(self._named_kernel(name))
+        connection = _connection_of(ctx)
+        if connection is None or getattr(connection, "session_id", None) is None:
+            base = str(request.base_url).rstrip("/") if request is not None else "http://HOST:PORT"
+            raise ToolError(
+                "nbmcp serve gives each client its own kernel, but this request has no session (the stateless "
+                "2026-07-28 protocol era), so nothing tells its client from others: connect to "
+                f"{base}{KERNEL_PATH}NAME instead (a NAME of your own; the same NAME reaches the same kernel), "
+                "or start nbmcp serve with --shared to let all clients share one kernel"
+            )
         state = connection.state
         task = state.get("nbmcp.serve")
         if task is None or (task.done() and task.exception() is not None):
-            task = asyncio.ensure_future(self._create(suffix=str(connection.session_id)[:8]))
+            task = self._new_client_kernel(suffix=str(connection.session_id)[:8])
             state["nbmcp.serve"] = task
             connection.exit_stack.push_async_callback(self._end_session, task)
         return await self._await(task)
 
+    def _new_client_kernel(self, suffix: str) -> asyncio.Task[KernelHandle]:
+        """Start a kernel for one client, within ``max_kernels``."""
+        live = {t for t in self._client_kernels if not (t.done() and t.exception() is not None)}
+        self._client_kernels = live
+        cap = self.options.max_kernels
+        if len(live) >= cap:
+            raise ToolError(
+                f"--max-kernels {cap} reached: {len(live)} kernels already run for other clients. End a client "
+                f"session (or let an unused kernel be shut down after --idle-timeout {self.options.idle_timeout:g} "
+                "s), or restart nbmcp serve with a larger --max-kernels"
+            )
+        task = asyncio.ensure_future(self._create(suffix=suffix))
+        live.add(task)
+        return task
+
+    def _named_kernel(self, name: str) -> asyncio.Task[KernelHandle]:
+        self._last_used[name] = time.monotonic()
+        task = self._named.get(name)
+        if task is None or (task.done() and task.exception() is not None):
+            task = self._named[name] = self._new_client_kernel(suffix=name)
+            if self._reaper is None:
+                self._reaper = asyncio.ensure_future(self._reap_idle())
+        return task
+
+    async def _reap_idle(self) -> None:
+        """Shut down named kernels unused for ``idle_timeout`` seconds (sessionless clients never end)."""
+        idle = self.options.idle_timeout
+        while not self._closed:
+            await asyncio.sleep(min(idle / 4, 30.0))
+            now = time.monotonic()
+            for name, task in list(self._named.items()):
+                if not task.done() or task.exception() is not None:
+                    continue
+                handle = task.result()
+                if handle.session.busy or now - self._last_used.get(name, now) < idle:
+                    continue
+                del self._named[name]
+                self._last_used.pop(name, None)
+                await self._end_session(task)
+
     async def _end_session(self, task: asyncio.Task[KernelHandle]) -> None:
         """The client session ended: shut its kernel down."""
+        self._client_kernels.discard(task)
         try:
             handle = await task
         except BaseException:
@@ -217,11 +323,28 @@ class KernelProvider:
     async def close_all(self) -> None:
         """Shut down every kernel nbmcp started (attached kernels are only disconnected)."""
         self._closed = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+        pending = [t for t in (*self._client_kernels, *self._named.values()) if not t.done()]
+        for task in pending:  # a kernel still starting: let it finish, then shut it down with the rest
+            with contextlib.suppress(BaseException):
+                await task
         if self._shared is not None and not self._shared.done():
             with contextlib.suppress(BaseException):
                 await self._shared
         handles, self._handles = self._handles, []
         await asyncio.gather(*(h.close() for h in handles), return_exceptions=True)
+
+
+def _request_of(ctx: Context | None) -> Any:
+    """The HTTP request (Starlette) that carried the call in ``ctx``, or None (stdio)."""
+    if ctx is None:
+        return None
+    try:
+        request = ctx.request_context.request
+    except (ValueError, AttributeError):
+        return None
+    return request if hasattr(request, "scope") else None
 
 
 def _connection_of(ctx: Context | None) -> Any:

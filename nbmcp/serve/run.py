@@ -40,6 +40,10 @@ def main(settings: dict[str, Any]) -> int:
         raise ValueError("--timeout must be positive")
     if settings.get("output_budget", 20_000) < 100:
         raise ValueError("--output-budget must be at least 100 characters")
+    if settings.get("max_kernels", 1) < 1:
+        raise ValueError("--max-kernels must be at least 1")
+    if not 0 < settings.get("idle_timeout", 1.0) < float("inf"):
+        raise ValueError("--idle-timeout must be a positive number of seconds")
     root = Path(settings.get("root") or Path.cwd()).resolve()
     if not root.is_dir():
         raise ValueError(f"--root {root} is not a directory")
@@ -105,6 +109,13 @@ async def serve(options: ServeOptions, *, launched: KernelSession | None = None)
         written.append(write_connection_file(f"serve-{os.getpid()}", info))
         print(f"nbmcp serve: {url}", file=sys.stderr)
         print(f"  bearer token: {token[:4]}… (full token in {written[-1]})", file=sys.stderr, flush=True)
+        if not options.shared and not options.attaching:
+            print(
+                f"  a kernel per client: per session, or per URL {url}/k/NAME (sessionless clients); "
+                f"at most {options.max_kernels}, shut down after {options.idle_timeout:g} s unused",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def forget() -> None:  # the file holds the token: it goes on every way out, signals included
         while written:
@@ -163,9 +174,10 @@ async def run_http(
     sock = bind_socket(options.host, options.port)
     host, port = sock.getsockname()[:2]
     hosts, origins = loopback_names(options.host, port)
-    app = SecurityMiddleware(
-        server.mcp.streamable_http_app(host=options.host), token=token, allowed_hosts=hosts, allowed_origins=origins
-    )
+    from .provider import KernelPaths
+
+    mcp_app = server.mcp.streamable_http_app(host=options.host, session_idle_timeout=options.idle_timeout)
+    app = SecurityMiddleware(KernelPaths(mcp_app), token=token, allowed_hosts=hosts, allowed_origins=origins)
     shown_host = f"[{host}]" if ":" in host else host
     started = asyncio.Event()
     remove = _install_signal_handlers(provider, on_exit)
