@@ -21,6 +21,7 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -42,12 +43,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KERNEL_PATH",
+    "ClientDisconnected",
     "KernelHandle",
     "KernelPaths",
     "KernelProvider",
     "KernelSource",
     "ServeOptions",
     "attach_kernel",
+    "cancel_on_disconnect",
 ]
 
 log = logging.getLogger(__name__)
@@ -334,6 +337,43 @@ class KernelProvider:
                 await self._shared
         handles, self._handles = self._handles, []
         await asyncio.gather(*(h.close() for h in handles), return_exceptions=True)
+
+
+class ClientDisconnected(ToolError):
+    """The HTTP client of a call went away while it ran; the call was cancelled (a cell: interrupted)."""
+
+
+@contextlib.asynccontextmanager
+async def cancel_on_disconnect(ctx: Context | None) -> AsyncIterator[None]:
+    """Cancel the body when the client that sent the request in ``ctx`` disconnects, then raise
+    :class:`ClientDisconnected`.
+
+    A handshake-era request outlives its HTTP stream (the SDK serves it on the session's loop and would
+    drop the reply): without this, a client that vanished mid-``execute`` kept its cell running and the
+    next call waited for it. Sessionless requests need nothing: the SDK cancels them when their stream
+    closes. Over stdio there is no request to watch.
+    """
+    request = _request_of(ctx)
+    connection = _connection_of(ctx)
+    if request is None or connection is None or getattr(connection, "session_id", None) is None:
+        yield
+        return
+    with anyio.CancelScope() as body:
+
+        async def watch() -> None:
+            # the request body is read: the next ASGI message of this request is its disconnect
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            body.cancel()
+
+        async with anyio.create_task_group() as watcher:
+            watcher.start_soon(watch)
+            try:
+                yield
+            finally:
+                watcher.cancel_scope.cancel()
+    if body.cancelled_caught:
+        raise ClientDisconnected("the client disconnected during the call; it was cancelled")
 
 
 def _request_of(ctx: Context | None) -> Any:

@@ -32,7 +32,7 @@ from ..sdk import quiet_mcp_server
 from .execution import ExecutionOutcome
 from .inspection import describe_text, rows_text, run_probe, variables_text
 from .outputs import ProgressPump, error_result, kernel_label, outcome_result, output_kinds, text_result
-from .provider import KernelHandle, KernelProvider, KernelSource, ServeOptions
+from .provider import ClientDisconnected, KernelHandle, KernelProvider, KernelSource, ServeOptions, cancel_on_disconnect
 
 __all__ = ["ServeServer", "ServeTools", "build_server", "number_as_text"]
 
@@ -161,12 +161,13 @@ class ServeTools:
         session = handle.session
         pump = ProgressPump(ctx.report_progress) if ctx is not None else None
         try:
-            outcome = await session.execute(
-                code, timeout=timeout, on_output=pump.on_output if pump is not None else None
-            )
+            async with cancel_on_disconnect(ctx):  # a vanished HTTP client's cell is interrupted
+                outcome = await session.execute(
+                    code, timeout=timeout, on_output=pump.on_output if pump is not None else None
+                )
         except BaseException as exc:
             partial = session.last_outcome
-            cancelled = isinstance(exc, (asyncio.CancelledError, anyio.get_cancelled_exc_class()))
+            cancelled = isinstance(exc, (asyncio.CancelledError, anyio.get_cancelled_exc_class(), ClientDisconnected))
             if cancelled and partial is not None and partial.status == "cancelled":
                 handle.record(code, partial)
             raise

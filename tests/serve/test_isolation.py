@@ -114,3 +114,30 @@ async def test_kernels_are_capped_and_abandoned_ones_reaped(tmp_path: Path) -> N
             assert await run(two, "40 + 2") == "42"  # room again
     finally:
         proc.stop()
+
+
+@pytest.mark.timeout(90)
+async def test_a_handshake_client_that_drops_mid_execute_interrupts_its_cell(server: ServeProcess) -> None:
+    init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}
+    response, _ = _post(server.url, {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init})
+    session = response.headers["mcp-session-id"]
+    _post(server.url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
+    headers = {
+        "Authorization": f"Bearer {TOKEN}",
+        "Accept": "application/json, text/event-stream",
+        "Mcp-Session-Id": session,
+        "Mcp-Protocol-Version": "2025-11-25",
+    }
+    code = "import time\nprint('running', flush=True)\ntime.sleep(60)\nfinished = True"
+    params = {"name": "execute", "arguments": {"code": code}, "_meta": {"progressToken": "p"}}
+    with httpx.Client(timeout=60) as http:
+        message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
+        with http.stream("POST", server.url, json=message, headers=headers) as stream:
+            for line in stream.iter_lines():
+                if "notifications/progress" in line:  # the cell runs: now the client vanishes (no DELETE)
+                    break
+    started = time.monotonic()
+    call = {"name": "execute", "arguments": {"code": "'finished' in globals()"}}
+    _, events = _post(server.url, {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call}, session)
+    assert events[-1]["result"]["content"][0]["text"] == "False"
+    assert time.monotonic() - started < 10, "the next call waited for the abandoned cell"

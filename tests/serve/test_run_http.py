@@ -124,14 +124,15 @@ async def test_stateless_era_clients_work_and_stream_progress(server: ServeProce
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         messages.append(message)
 
-    async with connect(server.url, TOKEN) as client:  # mode="auto": the 2026 era, no session
+    url = f"{server.url}/k/progress"  # sessionless clients name their kernel in the URL
+    async with connect(url, TOKEN) as client:  # mode="auto": the 2026 era, no session
         code = "import time\nfor i in range(3):\n    print(i, flush=True)\n    time.sleep(0.2)"
         result = await client.call_tool("execute", {"code": code}, progress_callback=on_progress)
         assert result.content[0].text == "0\n1\n2\n"
         assert messages and messages[0] == "0"
-        shared_pid = await kernel_pid(client)
-    async with connect(server.url, TOKEN) as again:
-        assert await kernel_pid(again) == shared_pid  # sessionless requests share one kernel
+        named_pid = await kernel_pid(client)
+    async with connect(url, TOKEN) as again:
+        assert await kernel_pid(again) == named_pid  # the same name reaches the same kernel
 
 
 @pytest.mark.timeout(90)
@@ -140,7 +141,7 @@ async def test_sigterm_shuts_down_every_kernel(tmp_path: Path) -> None:
     try:
         async with connect(proc.url, TOKEN, mode="legacy") as a:
             pid_a = await kernel_pid(a)
-            async with connect(proc.url, TOKEN) as b:
+            async with connect(f"{proc.url}/k/b", TOKEN) as b:
                 pid_b = await kernel_pid(b)
                 proc.proc.send_signal(signal.SIGTERM)
                 assert wait_gone(pid_a) and wait_gone(pid_b), "kernels leaked after SIGTERM"
@@ -175,6 +176,10 @@ async def test_shared_flag_gives_one_kernel(tmp_path: Path) -> None:
         async with connect(proc.url, TOKEN, mode="legacy") as a, connect(proc.url, TOKEN, mode="legacy") as b:
             assert await kernel_pid(a) == await kernel_pid(b)
             pid = await kernel_pid(a)
+            await a.call_tool("execute", {"code": "shared_value = 1"})
+        async with connect(proc.url, TOKEN) as c, connect(f"{proc.url}/k/other", TOKEN) as d:  # sessionless too
+            assert await kernel_pid(c) == await kernel_pid(d) == pid
+            assert (await d.call_tool("execute", {"code": "shared_value"})).content[0].text == "1"
         assert pid_alive(pid)  # shared: lives until the server exits
     finally:
         proc.stop()
