@@ -361,10 +361,10 @@ async def cancel_on_disconnect(ctx: Context | None) -> AsyncIterator[None]:
     with anyio.CancelScope() as body:
 
         async def watch() -> None:
-            # the request body is read: the next ASGI message of this request is its disconnect
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-            body.cancel()
+            # the request body is read: the next ASGI message of this request is its disconnect (a server
+            # that answers anything else cannot tell us, and is not asked again)
+            if (await request.receive())["type"] == "http.disconnect":
+                body.cancel()
 
         async with anyio.create_task_group() as watcher:
             watcher.start_soon(watch)

@@ -4,6 +4,8 @@ kernels, idle reaping and a disconnect mid-execute (item 8)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,3 +143,15 @@ async def test_a_handshake_client_that_drops_mid_execute_interrupts_its_cell(ser
     _, events = _post(server.url, {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call}, session)
     assert events[-1]["result"]["content"][0]["text"] == "False"
     assert time.monotonic() - started < 10, "the next call waited for the abandoned cell"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [("--max-kernels", "0", "at least 1"), ("--idle-timeout", "-1", "positive")],
+)
+def test_bad_caps_are_refused_naming_the_flag(tmp_path: Path, flag: str, value: str, says: str) -> None:
+    cmd = [sys.executable, "-m", "nbmcp.cli", "serve", "--transport", "http", flag, value]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=50)
+    assert done.returncode == 1
+    assert flag in done.stderr and says in done.stderr
