@@ -146,12 +146,8 @@ async def test_a_handshake_client_that_drops_mid_execute_interrupts_its_cell(ser
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize(
-    ("flag", "value", "says"),
-    [("--max-kernels", "0", "at least 1"), ("--idle-timeout", "-1", "positive")],
-)
-def test_bad_caps_are_refused_naming_the_flag(tmp_path: Path, flag: str, value: str, says: str) -> None:
-    cmd = [sys.executable, "-m", "nbmcp.cli", "serve", "--transport", "http", flag, value]
+def test_a_bad_cap_is_refused_naming_the_flag(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "nbmcp.cli", "serve", "--transport", "http", "--max-kernels", "0"]
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=50)
     assert done.returncode == 1
-    assert flag in done.stderr and says in done.stderr
+    assert "--max-kernels must be at least 1" in done.stderr
