@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 READY_TIMEOUT = 60.0
+START_ATTEMPTS = 3  # launches of a kernel that dies during start-up (see KernelSession.connect)
 
 
 class KernelSession:
@@ -70,6 +71,7 @@ class KernelSession:
         self._died = False
         self._background: set[asyncio.Future[Any]] = set()
         self._draining: asyncio.Future[None] | None = None
+        self._launch_args: tuple[str | Path | None, list[str] | None] = (None, None)
         self._link = KernelLink(
             send=self._send,
             forget=self._forget,
@@ -107,24 +109,49 @@ class KernelSession:
         warm_imports()
         self = cls("started")
         self.kernel_name = kernel_name
-        self._manager = await launch_kernel(kernel_name, cwd=cwd, extra_arguments=extra_arguments)
+        self._launch_args = (cwd, extra_arguments)
+        await self._launch()
+        return self
+
+    async def _launch(self) -> None:
+        cwd, extra_arguments = self._launch_args
+        self._manager = await launch_kernel(self.kernel_name, cwd=cwd, extra_arguments=extra_arguments)
         self.kernel_id = self._manager.kernel_id
         self.connection_file = self._manager.connection_file
         self._pid = getattr(process_of(self._manager), "pid", None)
-        return self
 
     async def connect(self, ready_timeout: float = READY_TIMEOUT) -> None:
-        """Open the channels of a :meth:`launch`-ed kernel and wait until it answers."""
+        """Open the channels of a :meth:`launch`-ed kernel and wait until it answers.
+
+        A kernel that dies during start-up is launched again (up to ``START_ATTEMPTS`` times): jupyter_client
+        picks free TCP ports and hands them to the kernel, and another process on the machine can bind one
+        in between -- the kernel then exits with "Address already in use". A new launch picks new ports.
+        """
         if self._channels is not None:
             return
-        self._channels = ZMQChannels(self._manager.client(), heartbeat=False)
-        try:
-            await self._channels.start(self._dispatch)
-            await self._wait_ready(ready_timeout)
-            await imports_ready()
-        except BaseException:
-            await self.shutdown()
-            raise
+        for attempt in range(1, START_ATTEMPTS + 1):
+            self._channels = ZMQChannels(self._manager.client(), heartbeat=False)
+            try:
+                await self._channels.start(self._dispatch)
+                await self._wait_ready(ready_timeout)
+                await imports_ready()
+                return
+            except KernelDeadError:
+                if attempt == START_ATTEMPTS:
+                    await self.shutdown()
+                    raise
+            except BaseException:
+                await self.shutdown()
+                raise
+            await self._channels.close()
+            with contextlib.suppress(Exception):  # it is dead: this cleans up its files and ports
+                await self._manager.shutdown_kernel(now=True)
+            try:
+                await self._launch()
+            except BaseException:
+                self._channels = None
+                await self.shutdown()
+                raise
 
     @classmethod
     async def attach(cls, connection_file: str | Path | None = None, *, ready_timeout: float = 10.0) -> KernelSession:

@@ -8,11 +8,13 @@ blocking shadow of the asyncio socket, and that send took the "message arrived" 
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import pytest
 import zmq
 from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.connect import LocalPortCache
 
 from nbmcp.discovery import pid_alive
 from nbmcp.serve.channels import ZMQChannels
@@ -78,3 +80,31 @@ async def test_concurrent_starts_all_become_ready() -> None:
         pids += [r for r in results if isinstance(r, int)]
     assert len(set(pids)) == 16
     assert all(wait_gone(pid) for pid in pids), [pid for pid in pids if pid_alive(pid)]
+
+
+@pytest.mark.timeout(120)
+async def test_a_kernel_whose_port_was_taken_meanwhile_is_launched_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The other race of concurrent starts: jupyter_client picks a free port, another process binds it before
+    # the kernel does, the kernel exits ("Address already in use"). Here the first port handed out is one
+    # this test holds, so the first launch really dies of it; the kernel must be launched again.
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    real = LocalPortCache.find_available_port
+    handed: list[int] = []
+
+    def first_port_taken(cache: LocalPortCache, ip: str) -> int:
+        port = taken.getsockname()[1] if not handed else real(cache, ip)
+        handed.append(port)
+        return port
+
+    monkeypatch.setattr(LocalPortCache, "find_available_port", first_port_taken)
+    try:
+        session = await KernelSession.start()
+    finally:
+        taken.close()
+    try:
+        assert len(handed) >= 10  # two launches: five ports each
+        assert (await session.execute("6 * 7")).outputs[0]["data"]["text/plain"] == "42"
+    finally:
+        await session.shutdown()
