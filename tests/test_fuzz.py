@@ -330,7 +330,8 @@ async def test_serve_over_http_answers_any_traffic(serve_http: ServeProcess, era
     finally:
         target.close()
     assert rss_mib(serve_http.proc.pid) - before < 150
-    await still_serves(serve_http.url, TOKEN, "list_variables", {})
+    # a sessionless client names its own kernel in the URL (a bare /mcp gives one to sessions only)
+    await still_serves(f"{serve_http.url}/k/fuzz", TOKEN, "list_variables", {})
 
 
 # -- nbmcp serve over stdio -------------------------------------------------------------------------

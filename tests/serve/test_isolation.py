@@ -67,7 +67,7 @@ async def test_a_sessionless_request_on_the_bare_url_is_refused_with_the_way_out
 
 
 @pytest.mark.timeout(90)
-async def test_a_client_that_drops_mid_execute_interrupts_its_cell(server: ServeProcess) -> None:
+async def test_a_sessionless_client_that_disconnects_mid_execute_interrupts_its_cell(server: ServeProcess) -> None:
     url = f"{server.url}/k/dropper"
     async with connect(url, TOKEN) as client:
         await run(client, "import time")
@@ -119,7 +119,7 @@ async def test_kernels_are_capped_and_abandoned_ones_reaped(tmp_path: Path) -> N
 
 
 @pytest.mark.timeout(90)
-async def test_a_handshake_client_that_drops_mid_execute_interrupts_its_cell(server: ServeProcess) -> None:
+async def test_a_handshake_client_that_disconnects_mid_execute_interrupts_its_cell(server: ServeProcess) -> None:
     init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}
     response, _ = _post(server.url, {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init})
     session = response.headers["mcp-session-id"]
