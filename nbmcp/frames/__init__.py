@@ -1,37 +1,58 @@
-"""Dataframes (pandas, polars, pyarrow) through narwhals: schema, shape, pages, markdown, fingerprints, Arrow.
+"""Frames of any backend: schema, capped counts, pages, profiles, markdown, fingerprints, Arrow.
 
-Nothing here imports pandas or polars (a frame's library is already loaded when a frame exists); pyarrow
-is imported only when Arrow data is produced. A page costs O(page), never O(frame).
+Nothing here imports a backend (a frame's library is already loaded when a frame exists); pyarrow is
+imported only when Arrow data is produced. A page costs O(page), never O(frame).
+
+- :mod:`.sources` — the adapter interface (:func:`source_for`), limits and capped counts; one adapter per
+  backend in :mod:`.adapters` (pandas, polars eager and lazy, Arrow tables, readers and datasets, DuckDB,
+  Ibis, Dask, PySpark);
+- :mod:`.profile` — per-column statistics computed by the backend on a bounded prefix;
+- :mod:`.describe` — the summary every backend shares;
 
 - :mod:`.backends` — which objects are frames, their column names and native slices;
 - :mod:`.pages` — shape, schema, memory, summary and pages of JSON-safe records;
 - :mod:`.jsonable` — cell values made strict-JSON-safe;
 - :mod:`.markdown` — records as a markdown table;
-- :mod:`.arrow` — whole-frame Arrow export;
+- :mod:`.arrow` — Arrow record-batch streams under a byte cap, and whole-frame export of eager frames;
 - :mod:`.digest` — a content fingerprint for change notifications.
 """
 
-from .arrow import to_arrow_ipc, to_arrow_table
+from .arrow import ArrowExport, CappedBatches, arrow_export, arrow_stream, to_arrow_ipc, to_arrow_table
 from .backends import as_frame, frame_kind, is_frame, is_series, unique_names
+from .describe import describe
 from .digest import fingerprint
 from .jsonable import to_jsonable
 from .markdown import MAX_CELL_CHARS, head_markdown, markdown_table
 from .pages import MAX_PAGE_ROWS, memory_bytes, page, schema, shape, summary
+from .profile import profile
+from .sources import FullScanError, Limits, RowCount, Source, is_source, source_for
 
 __all__ = [
     "MAX_CELL_CHARS",
     "MAX_PAGE_ROWS",
+    "ArrowExport",
+    "CappedBatches",
+    "FullScanError",
+    "Limits",
+    "RowCount",
+    "Source",
+    "arrow_export",
+    "arrow_stream",
     "as_frame",
+    "describe",
     "fingerprint",
     "frame_kind",
     "head_markdown",
     "is_frame",
     "is_series",
+    "is_source",
     "markdown_table",
     "memory_bytes",
     "page",
+    "profile",
     "schema",
     "shape",
+    "source_for",
     "summary",
     "to_arrow_ipc",
     "to_arrow_table",

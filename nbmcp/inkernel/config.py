@@ -40,6 +40,24 @@ class NbMCP(Configurable):
     main_thread_timeout = Float(60.0, help="Seconds a main_thread tool waits for the kernel to be idle.").tag(
         config=True
     )
+    count_cap = Int(
+        1_000_000, help="Rows counted at most where a count is not free; past it totals read 'more than N'."
+    ).tag(config=True)
+    max_resource_bytes = Int(
+        32 * 1024 * 1024, help="Bytes one Arrow resource read may build; larger reads stop there (page instead)."
+    ).tag(config=True)
+    profile_rows = Int(100_000, help="Rows describe_object profiles (the first ones); more is 'sampled'.").tag(
+        config=True
+    )
+    profile_seconds = Float(10.0, help="Seconds describe_object spends on top values before it skips columns.").tag(
+        config=True
+    )
+
+    @validate("count_cap", "max_resource_bytes", "profile_rows")
+    def _check_positive(self, proposal: dict[str, Any]) -> int:
+        if proposal["value"] < 1:
+            raise ValueError(f"{proposal['trait'].name} must be at least 1, not {proposal['value']}")
+        return proposal["value"]
 
     # Limits that keep a misbehaving or flooding client from freezing the server (or the kernel).
     tool_timeout = Float(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import discovery
+from .. import discovery, frames
 from .._version import __version__
 from ..transport import RunningServer, SecurityMiddleware, bind_socket, loopback_names
 from . import capture
@@ -280,6 +280,12 @@ def start_server(
             max_tool_threads=config.max_tool_threads,
             max_calls_per_client=config.max_calls_per_client,
             max_abandoned_calls=config.max_abandoned_calls,
+            frame_limits=frames.Limits(
+                count_cap=config.count_cap,
+                max_resource_bytes=config.max_resource_bytes,
+                profile_rows=config.profile_rows,
+                profile_seconds=config.profile_seconds,
+            ),
         )
         try:
             _current = InKernelServer(

@@ -19,7 +19,7 @@ from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.shared.exceptions import MCPError
 from mcp.shared.uri_template import UriTemplate
-from mcp.types import INVALID_PARAMS, CallToolResult, Resource, ResourceTemplate, TextContent
+from mcp.types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult, Resource, ResourceTemplate, TextContent
 
 from .. import content, frames
 from .registry import ExposedObject, Registry, ResourceSpec, ToolSpec, parse_docstring
@@ -70,13 +70,21 @@ _BUILTIN_TEMPLATES = [
 class ObjectViews:
     """What the server shows of the registry's objects and resources; ``outputs`` holds cut outputs."""
 
-    def __init__(self, registry: Registry, outputs: content.OutputStore, *, image_max_px: int) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        outputs: content.OutputStore,
+        *,
+        image_max_px: int,
+        frame_limits: frames.Limits | None = None,
+    ) -> None:
         self.registry = registry
         self.outputs = outputs
         self.image_max_px = image_max_px
         # How sync reads run, ``await run(uri, fn, *args)``: the server sets bounded pools, built-ins apart from users'.
         self.run_builtin: Callable[..., Awaitable[Any]] = _to_thread
         self.run_user: Callable[..., Awaitable[Any]] = _to_thread
+        self.frame_limits = frame_limits or frames.Limits()
 
     # -- views ---------------------------------------------------------------------------------
 
@@ -109,20 +117,32 @@ class ObjectViews:
             }
             try:
                 value = obj.get()
-            except LookupError as exc:
-                entry["error"] = str(exc)
-            else:
-                entry["kind"] = _object_kind(value)
-                entry["shape"] = _object_shape(value)
+                entry["kind"] = self._kind(value)
+                entry["shape"] = self._shape(value)
+            except Exception as exc:  # one broken object (a raising shape, a gone variable) stays in its entry
+                entry["error"] = str(exc) if isinstance(exc, LookupError) else f"{type(exc).__name__}: {exc}"
             index.append(entry)
         return index
+
+    def source(self, value: Any) -> frames.Source | None:
+        """The frame adapter of ``value`` (any backend) under this server's limits; None if not a table."""
+        return frames.source_for(value, self.frame_limits) if frames.is_source(value) else None
+
+    def _kind(self, value: Any) -> str:
+        source = self.source(value)
+        return source.kind if source is not None else _object_kind(value)
+
+    def _shape(self, value: Any) -> list[int | None] | None:
+        source = self.source(value)
+        return source.shape() if source is not None else _object_shape(value)
 
     def summary(self, name: str) -> tuple[str, dict[str, Any]]:
         """Markdown and JSON summary of an exposed object: schema, shape and head for frames."""
         exposed = self._exposed(name)
         value = exposed.get()
-        if frames.is_frame(value):
-            info = {"name": name, "description": exposed.description, **frames.summary(value)}
+        source = self.source(value)
+        if source is not None:
+            info = {"name": name, "description": exposed.description, **frames.describe(source)}
             return _frame_markdown(info), info
         info = {
             "name": name,
@@ -141,11 +161,30 @@ class ObjectViews:
         """One page of rows of an exposed frame: a markdown table and the JSON records."""
         return _page(name, self._frame(name, hint=f"use describe_object({name!r})"), offset, limit, columns)
 
-    def _frame(self, name: str, *, hint: str) -> Any:
+    def _frame(self, name: str, *, hint: str) -> frames.Source:
         value = self.lookup(name)
-        if not frames.is_frame(value):
-            raise TypeError(f"{name!r} is a {_object_kind(value)}, not a DataFrame; {hint}")
-        return value
+        source = self.source(value)
+        if source is None:
+            raise TypeError(f"{name!r} is a {_object_kind(value)}, not a DataFrame or table; {hint}")
+        return source
+
+    def arrow(self, name: str) -> list[ReadResourceContents]:
+        """The object's rows as an Arrow IPC stream, cut at ``max_resource_bytes`` (and a JSON note)."""
+        source = self._frame(name, hint=f"read {OBJECTS_URI}/{name}")
+        cap = self.frame_limits.max_resource_bytes
+        export = frames.arrow_export(source, cap)
+        note = {"name": name, **export.fields(), "max_resource_bytes": cap}
+        if export.truncated:
+            note["message"] = (
+                f"stopped after {export.rows:,} rows ({export.bytes:,} bytes): the Arrow resource is capped at "
+                f"c.NbMCP.max_resource_bytes = {cap:,} bytes. Page "
+                f"instead: {OBJECTS_URI}/{name}/rows/{{offset}}/{{limit}} or read_rows({name!r}, offset, limit, "
+                "columns), or export fewer columns"
+            )
+        return [
+            ReadResourceContents(export.ipc, ARROW_MIME),
+            ReadResourceContents(json.dumps(note), "application/json"),
+        ]
 
     # -- built-in read tools -------------------------------------------------------------------
 
@@ -244,6 +283,11 @@ class ObjectViews:
             raise ResourceNotFoundError(str(exc)) from None
         except (TypeError, ValueError) as exc:
             raise MCPError(code=INVALID_PARAMS, message=str(exc), data={"uri": uri}) from None
+        except (MCPError, ResourceError):
+            raise
+        except Exception as exc:  # a broken object (its shape or schema raises): a valid JSON-RPC error code
+            message = f"reading {uri} failed: {type(exc).__name__}: {exc}"
+            raise MCPError(code=INTERNAL_ERROR, message=message, data={"uri": uri}) from None
 
     def _read_object(self, kind: str, match: dict[str, Any]) -> list[ReadResourceContents]:
         name = str(match["name"])
@@ -253,9 +297,9 @@ class ObjectViews:
                 ReadResourceContents(markdown, "text/markdown"),
                 ReadResourceContents(json.dumps(info, default=str), "application/json"),
             ]
-        value = self._frame(name, hint=f"read {OBJECTS_URI}/{name}")
         if kind == "arrow":
-            return [ReadResourceContents(frames.to_arrow_ipc(value), ARROW_MIME)]
+            return self.arrow(name)
+        value = self._frame(name, hint=f"read {OBJECTS_URI}/{name}")
         try:
             offset, limit = int(match["offset"]), int(match["limit"])
         except ValueError:
@@ -328,17 +372,17 @@ def builtin_tool(
 
 
 def _page(
-    name: str, frame: Any, offset: int, limit: int, columns: list[str] | None = None
+    name: str, source: frames.Source, offset: int, limit: int, columns: list[str] | None = None
 ) -> tuple[str, dict[str, Any]]:
-    records = frames.page(frame, offset, limit, columns)
-    total = frames.shape(frame)[0]
-    # The page's own keys name its columns; only an empty page asks the frame (schema samples rows).
-    names = columns or (list(records[0]) if records else [c["name"] for c in frames.schema(frame)])
-    info = {"name": name, "offset": offset, "limit": limit, "total_rows": total, "columns": names, "rows": records}
+    records = source.page(offset, limit, columns)
+    count = source.count()  # after the page: a short last page makes a lazy source's count exact for free
+    # The page's own keys name its columns; only an empty page asks the source for them.
+    names = columns or (list(records[0]) if records else source.columns())
+    info = {"name": name, "offset": offset, "limit": limit, **count.fields(), "columns": names, "rows": records}
     if records:
-        header = f"Rows {offset} to {offset + len(records) - 1} of {total:,} in {name!r}"
+        header = f"Rows {offset} to {offset + len(records) - 1} of {count.text()} in {name!r}"
         return header + "\n\n" + frames.markdown_table(records, names), info
-    return f"No rows at offset {offset}: {name!r} has {total:,} rows", info
+    return f"No rows at offset {offset}: {name!r} has {count.text()} rows", info
 
 
 def _object_kind(value: Any) -> str:
@@ -360,14 +404,24 @@ def _object_shape(value: Any) -> list[int] | None:
 
 
 def _frame_markdown(info: dict[str, Any]) -> str:
-    rows, cols = info["shape"]
+    cols = info["shape"][1]
+    rows = frames.RowCount(info["total_rows"], info.get("rows_at_least") or info["total_rows"]).text()
     memory = info.get("memory_bytes")
     size = f", {memory / 1e6:.1f} MB" if memory else ""
-    lines = [f"# {info['name']}", f"{info['kind']}, {rows:,} rows x {cols} columns{size}"]
+    lines = [f"# {info['name']}", f"{info['kind']}, {rows} rows x {cols} columns{size}"]
     if info.get("description"):
         lines.append(info["description"])
-    schema = [{"column": c["name"], "dtype": c["dtype"]} for c in info["columns"]]
-    lines += ["## Columns", frames.markdown_table(schema, ["column", "dtype"])]
+    profile = {c["name"]: c for c in (info.get("profile") or {}).get("columns", [])}
+    stats = ["nulls", "distinct", "min", "max", "mean", "top"]
+    schema = [
+        {"column": c["name"], "dtype": c["dtype"], **{k: _stat(profile.get(c["name"], {}), k) for k in stats}}
+        for c in info["columns"]
+    ]
+    lines += ["## Columns", frames.markdown_table(schema, ["column", "dtype", *stats])]
+    if (info.get("profile") or {}).get("note"):
+        lines.append(f"Profile {info['profile']['note']}.")
+    if info.get("profile_error"):
+        lines.append(f"Profile failed: {info['profile_error']}")
     head = info.get("head") or []
     if head:
         lines += [
@@ -375,6 +429,15 @@ def _frame_markdown(info: dict[str, Any]) -> str:
             frames.markdown_table(head, [c["name"] for c in info["columns"]]),
         ]
     return "\n\n".join(lines)
+
+
+def _stat(column: dict[str, Any], key: str) -> Any:
+    value = column.get(key)
+    if key == "top" and value:
+        return ", ".join(f"{v['value']} ({v['count']})" for v in value[:3])
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
 
 
 def _table_result(markdown: str, info: dict[str, Any]) -> CallToolResult:

@@ -22,7 +22,7 @@ from mcp.server.mcpserver.prompts import Prompt
 from mcp.shared.exceptions import MCPError
 from mcp.types import INTERNAL_ERROR, Resource, ResourceTemplate, ToolAnnotations
 
-from .. import content
+from .. import content, frames
 from ..exceptions import ToolTimeout
 from ..sdk import announce_list_changes, quiet_mcp_server
 from .activity import Activity, CallRecord, ClientRecord
@@ -101,6 +101,7 @@ class NbMCPServer:
         max_tool_threads: int = 40,
         max_calls_per_client: int = 8,
         max_abandoned_calls: int = 4,
+        frame_limits: frames.Limits | None = None,
     ) -> None:
         self.registry = registry
         self.output_budget = output_budget
@@ -119,7 +120,7 @@ class NbMCPServer:
             max_running=max_tool_threads, max_per_client=max_calls_per_client, max_abandoned=max_abandoned_calls
         )
         self.read_pool = WorkerPool(max_running=READ_THREADS, what="built-in reads", setting="nbmcp's read pool")
-        self.views = ObjectViews(registry, self.outputs, image_max_px=image_max_px)
+        self.views = ObjectViews(registry, self.outputs, image_max_px=image_max_px, frame_limits=frame_limits)
         self.views.run_builtin = self._run_builtin_read
         self.views.run_user = self._run_user_read
         self._pipeline = CallPipeline(

@@ -110,6 +110,17 @@ def describe_text(d: dict[str, Any]) -> str:
         lines.append("columns: " + ", ".join(f"{c.get('name')} ({c.get('dtype')})" for c in cols[:60]))
         if d.get("memory_bytes"):
             lines.append(f"memory: {d['memory_bytes']:,} bytes")
+        if d.get("count_capped"):
+            lines.append(f"rows: more than {d.get('rows_at_least', 1) - 1:,} (counting stopped at the cap)")
+        profile = d.get("profile") or {}
+        if profile.get("columns"):
+            stats = ["nulls", "distinct", "min", "max", "mean"]
+            table = [{"column": c["name"], **{k: c.get(k) for k in stats}} for c in profile["columns"]]
+            lines += ["", "profile:", markdown_table(table, ["column", *stats])]
+            if profile.get("note"):
+                lines.append(f"profile {profile['note']}")
+        if d.get("profile_error"):
+            lines.append(f"profile failed: {d['profile_error']}")
         head = d.get("head") or []
         if head:
             lines.append("")
@@ -131,8 +142,11 @@ def describe_text(d: dict[str, Any]) -> str:
 def rows_text(data: dict[str, Any], name: str) -> str:
     """``read_rows``' answer: which rows of how many, and the page as a markdown table."""
     shown = len(data["rows"])
+    total = data["total_rows"]
+    if total is None and data.get("count_capped"):
+        total = f"more than {data.get('rows_at_least', 1) - 1:,}"
     if not shown:
-        return f"no rows at offset {data['offset']} ({data['total_rows']} rows in `{name}`)"
+        return f"no rows at offset {data['offset']} ({total} rows in `{name}`)"
     end = data["offset"] + shown
-    head = f"rows {data['offset']}-{max(end - 1, data['offset'])} of {data['total_rows']} in `{name}`"
+    head = f"rows {data['offset']}-{max(end - 1, data['offset'])} of {total} in `{name}`"
     return _with_note(head + "\n\n" + markdown_table(data["rows"], data["columns"]), data)

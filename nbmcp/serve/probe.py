@@ -3,8 +3,9 @@
 
 nbmcp does not import this module: :mod:`.inspection` sends its source to the kernel, which runs it as the
 module ``_nbmcp_probe``. So it imports nothing but the standard library, and ``nbmcp.frames`` when the
-kernel's environment has nbmcp (any frame backend, pages that cost O(page)); without it, pandas, polars
-and pyarrow frames are paged the plain way.
+kernel's environment has nbmcp (every backend nbmcp knows: eager and lazy frames, Arrow readers and
+datasets, DuckDB, Ibis, Dask, Spark; pages pushed down to the backend, capped counts, profiles); without
+it, pandas, polars and pyarrow frames are paged the plain way.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _package(obj: Any) -> str:
 def _is_frame(obj: Any) -> bool:
     if _frames is not None:
         try:
-            return bool(_frames.is_frame(obj))
+            return bool(_frames.is_source(obj))
         except Exception:
             pass
     return _package(obj) in ("pandas", "polars", "pyarrow") and hasattr(obj, "columns") and hasattr(obj, "shape")
@@ -61,7 +62,7 @@ def _is_frame(obj: Any) -> bool:
 def _shape(obj: Any) -> list[int] | None:
     try:
         if _is_frame(obj):
-            return list(_frames.shape(obj)) if _frames is not None else list(obj.shape)
+            return _frames.source_for(obj).shape() if _frames is not None else list(obj.shape)
         shape = getattr(obj, "shape", None)
         if isinstance(shape, tuple) and all(isinstance(n, int) for n in shape):
             return list(shape)
@@ -121,7 +122,7 @@ def _resolve(name: str) -> Any:
 def _page(frame: Any, offset: int, limit: int, columns: list[str] | None) -> list[dict[str, Any]]:
     """One page of a frame as records: ``nbmcp.frames.page``, or the plain way in a kernel without nbmcp."""
     if _frames is not None:
-        return _frames.page(frame, offset, limit, columns)
+        return _frames.source_for(frame).page(offset, limit, columns)
     if columns:
         frame = frame[list(columns)]
     if _package(frame) == "pandas":
@@ -154,7 +155,7 @@ def list_variables(limit: int) -> str:
 
 def _describe_frame(d: dict[str, Any], obj: Any) -> None:
     if _frames is not None:
-        d.update(_frames.summary(obj))
+        d.update(_frames.describe(_frames.source_for(obj)))
         d["frame_kind"] = d.get("kind")
         d["kind"] = "frame"
     else:
@@ -219,12 +220,15 @@ def read_rows(name: str, offset: int, limit: int, columns: list[str] | None) -> 
         obj = _resolve(name)
     except Exception as e:
         return _error(e)
+    counted: dict[str, Any] = {}
     try:
         if _is_frame(obj):
             rows = _page(obj, offset, limit, columns)
             if _frames is not None:
-                names = [c["name"] for c in _frames.schema(obj)]
-                total = _frames.shape(obj)[0]
+                source = _frames.source_for(obj)
+                names = source.columns()
+                counted = source.count().fields()  # after the page: a short last page makes it exact
+                total = counted["total_rows"]
             else:
                 names = [str(c) for c in obj.columns]
                 total = obj.shape[0]
@@ -242,4 +246,6 @@ def read_rows(name: str, offset: int, limit: int, columns: list[str] | None) -> 
             return json.dumps({"error": f"TypeError: {name} is a {_type_name(obj)}, not a table (DataFrame) or a list"})
     except Exception as e:
         return _error(e)
-    return json.dumps({"columns": names, "rows": rows, "offset": offset, "total_rows": total}, default=str)
+    answer = {"columns": names, "rows": rows, "offset": offset, "total_rows": total}
+    answer.update({k: v for k, v in counted.items() if k != "total_rows"})
+    return json.dumps(answer, default=str)
