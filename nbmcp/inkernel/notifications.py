@@ -43,6 +43,10 @@ def fingerprint(value: Any) -> str:
     """A digest that changes when ``value``'s content changes (frames hashed by content)."""
     if frames.is_frame(value):
         return frames.fingerprint(value)
+    if frames.is_source(value):
+        # a lazy source is a description of a query: hashing it would run it (DuckDB's repr) or pickle the data
+        # behind it (a LazyFrame over a DataFrame); it changes when the name is bound to another object
+        return f"source:{type(value).__qualname__}:{id(value)}"
     digest = hashlib.blake2b(digest_size=16)
     try:
         digest.update(pickle.dumps(value, protocol=5))

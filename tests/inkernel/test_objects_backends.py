@@ -152,3 +152,20 @@ async def test_the_arrow_resource_stops_at_the_byte_cap(server: dict, kernel: Ke
 
         small = (await client.read_resource("nbmcp://objects/dataset/arrow")).contents
         assert json.loads(small[1].text)["truncated"] is True  # 200,000 rows do not fit 300 kB either
+
+
+def test_subscriptions_fingerprint_a_lazy_source_without_running_it() -> None:
+    import duckdb
+
+    from nbmcp.inkernel.notifications import fingerprint
+
+    produced: list[int] = []
+
+    def batches():
+        for i in range(10):
+            produced.append(i)
+            yield pa.record_batch([pa.array([i])], names=["i"])
+
+    relation = duckdb.connect().from_arrow(pa.RecordBatchReader.from_batches(pa.schema([("i", pa.int64())]), batches()))
+    assert fingerprint(relation) == fingerprint(relation) != fingerprint(duckdb.connect().sql("select 1"))
+    assert produced == []  # the one-shot stream behind it was not read (DuckDB's repr would run the query)
