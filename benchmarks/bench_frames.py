@@ -227,7 +227,8 @@ def main() -> int:
         growth = (rss_after - rss_warm) / 1e6
         print(
             f"   kernel RSS {rss_before / 1e6:.0f} MB at start, {rss_warm / 1e6:.0f} MB once each backend paged, "
-            f"{rss_after / 1e6:.0f} MB after 200 more pages of each (5 of Spark) (+{growth:.0f} MB)"
+            f"{rss_after / 1e6:.0f} MB after 200 more pages of each{' (5 of Spark)' if 'sdf' in names else ''} "
+            f"(+{growth:.0f} MB)"
         )
         for name in names:
             note = anyio.run(arrow_read, url, token, name)
