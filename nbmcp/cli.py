@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--output-budget", type=int, default=20_000, help="characters of text per result")
     serve.add_argument("--image-max-px", type=int, default=1568, help="long side of returned images")
     serve.add_argument("--read-only", action="store_true", help="serve inspection tools only, no execution")
+    serve.add_argument("--query-timeout", type=float, default=30.0, help="seconds a `query` may run (30)")
     serve.add_argument(
         "--shared",
         action="store_true",
@@ -144,6 +145,7 @@ def _serve(args: argparse.Namespace) -> int:
             "output_budget": args.output_budget,
             "image_max_px": args.image_max_px,
             "read_only": args.read_only,
+            "query_timeout": args.query_timeout,
             "shared": args.shared,
             "max_kernels": args.max_kernels,
             "idle_timeout": args.idle_timeout,

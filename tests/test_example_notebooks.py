@@ -106,6 +106,7 @@ def test_the_examples_are_there() -> None:
         "02-live-data.ipynb",
         "03-assistant-session.ipynb",
         "04-jupyter-server.ipynb",
+        "05-big-data.ipynb",
     ]
 
 

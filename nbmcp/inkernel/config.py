@@ -40,6 +40,9 @@ class NbMCP(Configurable):
     main_thread_timeout = Float(60.0, help="Seconds a main_thread tool waits for the kernel to be idle.").tag(
         config=True
     )
+    query_timeout = Float(30.0, help="Seconds a `query` may run before it is interrupted.").tag(config=True)
+    query_save_max_rows = Int(1_000_000, help="Rows of a `query` result that save_as keeps.").tag(config=True)
+    query_memory_limit = Unicode("2GB", help="DuckDB memory limit of one `query` (e.g. '2GB').").tag(config=True)
     count_cap = Int(
         1_000_000, help="Rows counted at most where a count is not free; past it totals read 'more than N'."
     ).tag(config=True)

@@ -276,6 +276,11 @@ def start_server(
             main_thread_timeout=config.main_thread_timeout,
             main_thread_runner=main_thread_runner,
             execute_runner=execute_runner,
+            query_options={
+                "timeout": config.query_timeout,
+                "save_max_rows": config.query_save_max_rows,
+                "memory_limit": config.query_memory_limit,
+            },
             tool_timeout=config.tool_timeout,
             max_tool_threads=config.max_tool_threads,
             max_calls_per_client=config.max_calls_per_client,

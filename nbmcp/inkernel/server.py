@@ -29,6 +29,7 @@ from .activity import Activity, CallRecord, ClientRecord
 from .calls import Approver, CallPipeline, MainThreadRunner
 from .notifications import Notifier
 from .objects import OBJECT_TEMPLATES, ObjectViews, builtin_tool
+from .query import QueryTool
 from .registry import PromptSpec, Registry, RegistryEvent, ToolSpec
 from .workers import PoolStatus, ToolBusy, WorkerPool, client_key_middleware, current_client_key
 
@@ -39,7 +40,8 @@ READ_THREADS = 16  # built-in reads at once: each is bounded (a page, a summary)
 INSTRUCTIONS = (
     "Tools and data from a live Jupyter kernel. Exposed objects (DataFrames and others) are listed by "
     "`list_objects` and readable with `describe_object` and `read_rows` (pages of rows), or as resources "
-    "under nbmcp://objects. Values are live: they reflect the notebook's current state."
+    "under nbmcp://objects; `query` runs one read-only SQL SELECT over them by name. Values are live: they "
+    "reflect the notebook's current state."
 )
 
 
@@ -97,6 +99,7 @@ class NbMCPServer:
         main_thread_timeout: float = 60.0,
         main_thread_runner: MainThreadRunner | None = None,
         execute_runner: Callable[[str], Any] | None = None,
+        query_options: dict[str, Any] | None = None,
         tool_timeout: float | None = 60.0,
         max_tool_threads: int = 40,
         max_calls_per_client: int = 8,
@@ -153,7 +156,9 @@ class NbMCPServer:
 
         # Code execution in the user's kernel always asks the owner, and runs between cells.
         execute = builtin_tool(self._execute, name="execute", requires_approval=True, main_thread=True)
-        self._builtin_tools = {**self.views.read_tools(), "execute": execute}
+        # query is read-only: served in every mode, like the other read tools.
+        self.query = QueryTool(registry, **(query_options or {}))
+        self._builtin_tools = {**self.views.read_tools(), "query": self.query.spec(), "execute": execute}
         self._unsubscribe = registry.subscribe(self._on_registry_event)
         self.sync_all()
 

@@ -27,8 +27,8 @@ __all__ = ["INSPECT_TIMEOUT", "describe_text", "probe_source", "rows_text", "run
 INSPECT_TIMEOUT = 15.0
 
 _INSTALL = (
-    "(lambda m: (__import__('sys').modules.__setitem__('_nbmcp_probe', m), exec({src!r}, m.__dict__)))"
-    "(__import__('types').ModuleType('_nbmcp_probe'));"
+    "(lambda m: (__import__('sys').modules.__setitem__({module!r}, m), exec({src!r}, m.__dict__)))"
+    "(__import__('types').ModuleType({module!r}));"
 )
 
 
@@ -38,16 +38,26 @@ def probe_source() -> str:
     return (Path(__file__).parent / "probe.py").read_text(encoding="utf-8")
 
 
-async def run_probe(session: KernelSession, call: str, *, timeout: float = INSPECT_TIMEOUT) -> dict[str, Any]:
-    """Evaluate ``_nbmcp_probe.<call>`` in the kernel (installing the probe if needed); its JSON result."""
-    expression = f"__import__('_nbmcp_probe').{call}"
+async def run_probe(
+    session: KernelSession,
+    call: str,
+    *,
+    timeout: float = INSPECT_TIMEOUT,
+    module: str = "_nbmcp_probe",
+    source: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``_nbmcp_probe.<call>`` in the kernel (installing the probe if needed); its JSON result.
+
+    ``module`` and ``source`` name another kernel-side module, installed the same way (the query engine).
+    """
+    expression = f"__import__({module!r}).{call}"
     subshell = session.supports_subshells
     # No subshell to answer from while a cell runs: the request waits in the kernel's queue until the cell is
     # done, and a timeout must not interrupt that cell (it is not ours to stop).
     queued = not subshell and session.busy
     started = time.monotonic()
     for attempt in range(2):  # the second time, install the probe first
-        code = _INSTALL.format(src=probe_source()) if attempt else ""
+        code = _INSTALL.format(module=module, src=source or probe_source()) if attempt else ""
         try:
             outcome = await session.execute(
                 code,

@@ -72,6 +72,7 @@ class ServeOptions:
     output_budget: int = content.DEFAULT_OUTPUT_BUDGET
     image_max_px: int = content.DEFAULT_IMAGE_MAX_PX
     read_only: bool = False
+    query_timeout: float = 30.0
     shared: bool = False
     transport: Literal["stdio", "http"] = "stdio"
     host: str = "127.0.0.1"

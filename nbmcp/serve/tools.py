@@ -33,6 +33,7 @@ from .execution import ExecutionOutcome
 from .inspection import describe_text, rows_text, run_probe, variables_text
 from .outputs import ProgressPump, error_result, kernel_label, outcome_result, output_kinds, text_result
 from .provider import ClientDisconnected, KernelHandle, KernelProvider, KernelSource, ServeOptions, cancel_on_disconnect
+from .query import run_query
 
 __all__ = ["ServeServer", "ServeTools", "build_server", "number_as_text"]
 
@@ -41,12 +42,14 @@ _DOTTED_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 _INSTRUCTIONS = """\
 A live Jupyter kernel. `execute` runs code in it like a notebook cell: variables persist between calls, \
 output streams as progress, long cells are interrupted at the timeout (state kept). Inspect state with \
-`list_variables`, `inspect_variable` and `read_rows` (they work while a cell runs). Every execution is \
+`list_variables`, `inspect_variable` and `read_rows` (they work while a cell runs); `query` runs one read-only \
+SQL SELECT over the kernel's DataFrames by variable name. Every execution is \
 recorded in a session notebook. Cut outputs are readable in full at nbmcp://outputs/{id}."""
 
 _READ_ONLY_INSTRUCTIONS = """\
 A live Jupyter kernel, read-only: inspect its variables with `list_variables`, `inspect_variable` and \
-`read_rows`, and read notebooks with `notebook_read`. Code execution is disabled."""
+`read_rows`, run read-only SQL over its DataFrames with `query`, and read notebooks with `notebook_read`. \
+Code execution is disabled."""
 
 _READING = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
 _MUTATING = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
@@ -147,6 +150,14 @@ class ServeTools:
             return error_result(f"read_rows: {data['error']}", kernel)
         data["kernel"] = kernel
         return self.budgeted(text_result(rows_text(data, name), data))
+
+    async def query(self, ctx: Context, sql: str, limit: int, save_as: str | None) -> CallToolResult:
+        handle = await self.kernels.get(ctx)
+        opts = self.options
+        result = await run_query(
+            handle.session, sql, limit, save_as, timeout=opts.query_timeout, read_only=opts.read_only
+        )
+        return self.budgeted(result)
 
     def full_output(self, output_id: str) -> str:
         try:
@@ -328,6 +339,26 @@ def _add_inspection_tools(server: MCPServer, tools: ServeTools) -> None:
     ) -> CallToolResult:
         """One page of rows of a table in the kernel, as a markdown table plus JSON records."""
         return await tools.read_rows(ctx, name, offset, limit, columns)
+
+    @server.tool(annotations=_READING, structured_output=False)
+    async def query(
+        ctx: Context,
+        sql: Annotated[
+            str,
+            Field(
+                description="One SELECT or WITH ... SELECT (DuckDB SQL), tables named by variable, e.g. "
+                "SELECT city, count(*) FROM df GROUP BY city."
+            ),
+        ],
+        limit: Annotated[int, Field(description="At most this many rows come back (1-1000).")] = 50,
+        save_as: Annotated[
+            str | None, Field(description="Also keep the result in a new variable of this name, for read_rows.")
+        ] = None,
+    ) -> CallToolResult:
+        """Read-only SQL over the kernel's DataFrames (pandas, polars incl. lazy, pyarrow, DuckDB relations;
+        Spark SQL for Spark frames), run by DuckDB in the kernel: no files, settings or other statements, a
+        time limit and a row cap."""
+        return await tools.query(ctx, sql, limit, save_as)
 
     @server.tool(annotations=_READING, structured_output=False)
     async def notebook_read(

@@ -50,7 +50,9 @@ async def test_snapshot_and_call_records(mode: str) -> None:
         assert "nbmcp/outcome" not in (denied.meta or {})  # the mark is for the recorder, not the client
     snap = server.snapshot()
     assert snap.mode == "tools"
-    assert {"list_objects", "describe_object", "read_rows", "add", "delete_everything"} == set(snap.served_tools)
+    assert {"list_objects", "describe_object", "read_rows", "query", "add", "delete_everything"} == set(
+        snap.served_tools
+    )
     assert [(c.kind, c.name, c.outcome) for c in snap.calls] == [
         ("tool", "add", "ok"),
         ("tool", "delete_everything", "denied"),
@@ -115,7 +117,7 @@ def test_builtin_descriptions_have_no_stray_indentation() -> None:
         == "Run Python code in the user's live kernel, between cells, and return its output."
     )
     assert tools["execute"].requires_approval and tools["execute"].main_thread
-    for name in ("list_objects", "describe_object", "read_rows", "execute"):
+    for name in ("list_objects", "describe_object", "read_rows", "query", "execute"):
         description = tools[name].description
         assert description == inspect.cleandoc(description)
         assert not any(line.startswith(" ") for line in description.splitlines()), name

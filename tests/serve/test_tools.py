@@ -348,11 +348,15 @@ async def test_sigterm_shuts_the_kernel_down(tmp_path: Path) -> None:
 async def test_read_only_serves_inspection_only(tmp_path: Path) -> None:
     async with Client(serve_params("--read-only", cwd=tmp_path)) as c:
         names = {t.name for t in (await c.list_tools()).tools}
-        assert names == {"list_variables", "inspect_variable", "read_rows", "notebook_read"}
+        assert names == {"list_variables", "inspect_variable", "read_rows", "query", "notebook_read"}
         listed = await c.call_tool("list_variables", {})
         assert not listed.is_error and listed.structured_content["total"] == 0
         refused = await c.call_tool("execute", {"code": "1"})
         assert refused.is_error
+        queried = await c.call_tool("query", {"sql": "SELECT 40 + 2 AS x"})
+        assert queried.structured_content["rows"] == [{"x": 42}]
+        not_saved = await c.call_tool("query", {"sql": "SELECT 1 AS x", "save_as": "x"})
+        assert not_saved.is_error and "--read-only server does not do" in text_of(not_saved)
     assert not list(tmp_path.glob("*.ipynb"))  # nothing recorded
 
 

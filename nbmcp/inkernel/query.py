@@ -1,0 +1,123 @@
+"""The built-in ``query`` tool: read-only SQL over the exposed frames, served in every mode.
+
+The engine and its safety checks are :mod:`nbmcp.frames.sql`; this module picks the sources (the enabled
+exposed objects SQL can read), turns a result into a markdown table plus structured rows shaped like
+``read_rows``' and, for ``save_as``, exposes the result as a new object. ``save_as`` never replaces an
+object the notebook exposed, only earlier results of ``query``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from mcp.types import CallToolResult, TextContent
+
+from .. import frames
+from ..frames import sql
+from .objects import builtin_tool
+from .registry import Registry, ToolSpec
+
+__all__ = ["QueryTool"]
+
+_CALL_SLACK = 15.0  # seconds a call may take beyond the query's own time limit (connecting, fetching, converting)
+
+
+class QueryTool:
+    """``query`` over ``registry``'s objects, with the owner's limits (``c.NbMCP.query_*``)."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        timeout: float = sql.DEFAULT_TIMEOUT,
+        save_max_rows: int = sql.DEFAULT_SAVE_MAX_ROWS,
+        memory_limit: str = sql.DEFAULT_MEMORY_LIMIT,
+    ) -> None:
+        self.registry = registry
+        self.timeout = timeout
+        self.save_max_rows = save_max_rows
+        self.memory_limit = memory_limit
+        # name -> id of the result this tool exposed there: save_as replaces only those, while they are still ours
+        self._saved: dict[str, int] = {}
+
+    def sources(self) -> dict[str, Any]:
+        """The exposed objects SQL can read, by name (objects whose variable is gone are left out)."""
+        found = {}
+        for obj in self.registry.snapshot().objects.values():
+            if not obj.enabled:
+                continue
+            try:
+                value = obj.get()
+            except LookupError:
+                continue
+            if sql.is_queryable(value):
+                found[obj.name] = value
+        return found
+
+    def run(self, sql_text: str, limit: int = sql.DEFAULT_LIMIT, save_as: str | None = None) -> CallToolResult:
+        """Run the query; a result with a markdown table and the rows, or an exception saying what is wrong."""
+        if save_as is not None:
+            self._check_save_name(save_as)
+        result = sql.run_query(
+            sql_text,
+            self.sources(),
+            limit=limit,
+            timeout=self.timeout,
+            save=save_as is not None,
+            save_max_rows=self.save_max_rows,
+            memory_limit=self.memory_limit,
+        )
+        table = result.rows
+        columns = list(table.column_names)
+        records = frames.page(table, 0, table.num_rows) if table.num_rows else []
+        info: dict[str, Any] = {
+            "columns": columns,
+            "rows": records,
+            "row_count": len(records),
+            "more": result.more,
+            "engine": result.engine,
+            "elapsed_ms": round(result.elapsed_s * 1000, 1),
+            "tables": result.tables,
+        }
+        shown = f"{len(records):,} rows" + (f" (the first {limit}; the result has more)" if result.more else "")
+        header = f"{shown} from {result.engine} in {result.elapsed_s * 1000:.0f} ms"
+        if save_as is not None:
+            saved = result.saved
+            self.registry.expose(saved, save_as, description=f"query result: {sql_text.strip()[:200]}")
+            self._saved[save_as] = id(saved)
+            info["saved_as"] = {"name": save_as, "rows": saved.num_rows, "truncated": result.saved_truncated}
+            cut = (
+                f", cut at {self.save_max_rows:,} rows (c.NbMCP.query_save_max_rows)" if result.saved_truncated else ""
+            )
+            header += f"; saved as {save_as!r} ({saved.num_rows:,} rows{cut}): page it with read_rows({save_as!r})"
+        body = frames.markdown_table(records, columns) if records else "(no rows)"
+        return CallToolResult(content=[TextContent(type="text", text=header + "\n\n" + body)], structured_content=info)
+
+    def _check_save_name(self, name: Any) -> None:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise sql.QueryRefused(f"save_as must be a name made of letters, digits and _, got {name!r}")
+        exposed = self.registry.snapshot().objects.get(name)
+        if exposed is not None and id(exposed.target) != self._saved.get(name):
+            raise sql.QueryRefused(
+                f"save_as={name!r} is already exposed by the notebook; query does not replace it: choose another name"
+            )
+
+    def spec(self) -> ToolSpec:
+        def query(sql: str, limit: int = sql.DEFAULT_LIMIT, save_as: str | None = None) -> CallToolResult:
+            """Run one read-only SQL SELECT (DuckDB dialect; Spark SQL for Spark frames) over the exposed frames,
+            by their names as list_objects shows them. No files, settings or other statements; a time limit
+            and a row cap apply.
+
+            Args:
+                sql: one SELECT or WITH ... SELECT statement, e.g. SELECT city, count(*) FROM sales GROUP BY city.
+                limit: at most this many rows come back (1-1000).
+                save_as: also expose the result under this new name, for paging with read_rows.
+            """
+            return self.run(sql, limit, save_as)
+
+        # The rows are bounded by ``limit`` (at most 1000), like a read_rows page: they stay whole.
+        spec = builtin_tool(query, read_only=True, budget_structured=False)
+        # The query interrupts itself at ``timeout``; the call's own limit (else c.NbMCP.tool_timeout) comes later,
+        # so the client hears why and no thread is abandoned with DuckDB still running.
+        return dataclasses.replace(spec, timeout=self.timeout + _CALL_SLACK)
