@@ -43,6 +43,12 @@ class NbMCPServerExtension(ExtensionApp):
         "beside the notebook whose kernel ran it.",
     ).tag(config=True)
 
+    live_cells = Bool(
+        True,
+        help="Show what assistants run through nbmcp/mcp as cells of the notebook when it is open in JupyterLab "
+        "with real-time collaboration (jupyter-collaboration); else it is recorded (see `record`).",
+    ).tag(config=True)
+
     def initialize_settings(self) -> None:
         self.kernels: Any = None
         self.mcp_server: Any = None
@@ -89,6 +95,7 @@ class NbMCPServerExtension(ExtensionApp):
         """Serve the MCP app on this server's event loop (its managers are not thread-safe)."""
         from ..transport import SecurityMiddleware, bind_socket, loopback_names, serve_app
         from .kernels import JupyterKernels, build_server
+        from .live import SharedNotebooks
 
         serverapp = self.serverapp
         assert serverapp is not None
@@ -99,6 +106,7 @@ class NbMCPServerExtension(ExtensionApp):
             serverapp.session_manager,
             base_url=serverapp.base_url,
             record_root=Path(serverapp.root_dir).expanduser() if self.record and not self.read_only else None,
+            live=SharedNotebooks(serverapp.web_app.settings) if self.live_cells and not self.read_only else None,
         )
         self.mcp_server = build_server(
             self.kernels,

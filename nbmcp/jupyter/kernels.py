@@ -28,6 +28,7 @@ from ..exceptions import KernelSessionError
 from ..sdk import quiet_mcp_server
 from ..serve import KernelHandle, ServeOptions, ServeServer, attach_kernel, number_as_text
 from ..serve import build_server as build_serve_server
+from .live import LiveKernelHandle, SharedNotebooks
 
 __all__ = ["JupyterKernels", "JupyterMCP", "build_server", "recording_path"]
 
@@ -51,13 +52,21 @@ class JupyterKernels:
     """Kernels of a running Jupyter Server, handed to ``nbmcp serve``'s tools as their kernel source."""
 
     def __init__(
-        self, kernel_manager: Any, session_manager: Any, *, base_url: str = "/", record_root: Path | None = None
+        self,
+        kernel_manager: Any,
+        session_manager: Any,
+        *,
+        base_url: str = "/",
+        record_root: Path | None = None,
+        live: SharedNotebooks | None = None,
     ) -> None:
         self.kernel_manager = kernel_manager
         self.session_manager = session_manager
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         # Where the assistant's executions are recorded, beside the notebook they ran in (None: not recorded).
         self.record_root = record_root
+        # Open notebooks' shared documents (real-time collaboration): executions appear there as cells.
+        self.live = live
         self._handles: dict[str, asyncio.Task[KernelHandle]] = {}
         self._closing: set[asyncio.Future[None]] = set()
         self._closed = False
@@ -160,7 +169,14 @@ class JupyterKernels:
             notebooks = next((e["notebooks"] for e in await self.notebooks() if e["kernel_id"] == kernel_id), [])
             # the human sees what the assistant ran in their kernel, with its outputs, beside their notebook
             record_to = recording_path(self.record_root, kernel_id, notebooks)
-        return await attach_kernel(path, record_to=record_to)
+        handle = await attach_kernel(path, record_to=record_to)
+        if self.live is None:
+            return handle
+        return LiveKernelHandle(handle, kernel_id, self.live, lambda: self._notebooks_of(kernel_id))
+
+    async def _notebooks_of(self, kernel_id: str) -> list[str]:
+        sessions = await self.session_manager.list_sessions()
+        return sorted(s.get("path") or "" for s in sessions if (s.get("kernel") or {}).get("id") == kernel_id)
 
     def _prune(self, alive: set[str]) -> None:
         """Disconnect from kernels the Jupyter Server no longer has."""

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .execution import ExecutionOutcome
-    from .provider import KernelHandle, KernelSource, ServeOptions, attach_kernel
+    from .provider import ExecutionRun, KernelHandle, KernelSource, ServeOptions, attach_kernel
     from .session import KernelSession
     from .tools import ServeServer, build_server, number_as_text
 
 __all__ = [
     "ExecutionOutcome",
+    "ExecutionRun",
     "KernelHandle",
     "KernelSession",
     "KernelSource",
@@ -34,6 +35,7 @@ __all__ = [
 
 _HOME = {
     "ExecutionOutcome": "execution",
+    "ExecutionRun": "provider",
     "KernelHandle": "provider",
     "KernelSession": "session",
     "KernelSource": "provider",

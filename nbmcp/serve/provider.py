@@ -33,7 +33,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from .. import content
 from ..exceptions import KernelSessionError
 from ..sdk import connection_of
-from .execution import ExecutionOutcome
+from .execution import ExecutionOutcome, OutputCallback
 from .session import KernelSession
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "KERNEL_PATH",
     "ClientDisconnected",
+    "ExecutionRun",
     "KernelHandle",
     "KernelPaths",
     "KernelProvider",
@@ -93,6 +94,11 @@ class KernelHandle:
         self.session = session
         self.recorder = recorder
 
+    async def begin(self, code: str) -> ExecutionRun:
+        """Where one execution of ``code`` goes while it runs and when it ends: the session notebook here;
+        the Jupyter extension's handles show it live in the open notebook (:mod:`nbmcp.jupyter.live`)."""
+        return ExecutionRun(self, code)
+
     def record(self, code: str, outcome: ExecutionOutcome) -> None:
         if self.recorder is None:
             return
@@ -109,6 +115,24 @@ class KernelHandle:
             if self.recorder is not None:
                 with contextlib.suppress(Exception):
                     await anyio.to_thread.run_sync(self.recorder.close)
+
+
+class ExecutionRun:
+    """One execution while it runs: ``on_output(name, text)`` sees its stream text as it comes (None: not
+    watched), :meth:`finish` takes its outcome (recorded in the session notebook), :meth:`fail` an error
+    that ended it without one."""
+
+    on_output: OutputCallback | None = None
+
+    def __init__(self, handle: KernelHandle, code: str) -> None:
+        self.handle = handle
+        self.code = code
+
+    async def finish(self, outcome: ExecutionOutcome) -> None:
+        self.handle.record(self.code, outcome)
+
+    async def fail(self, error: BaseException) -> None:
+        """The execution ended without an outcome (the kernel died, the session closed): nothing to record."""
 
 
 class KernelSource(Protocol):

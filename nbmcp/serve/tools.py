@@ -29,7 +29,7 @@ from .. import content
 from .._version import __version__
 from ..exceptions import KernelDeadError, KernelSessionError, StaleNotebookError
 from ..sdk import quiet_mcp_server
-from .execution import ExecutionOutcome
+from .execution import ExecutionOutcome, OutputCallback
 from .inspection import describe_text, rows_text, run_probe, variables_text
 from .outputs import ProgressPump, error_result, kernel_label, outcome_result, output_kinds, text_result
 from .provider import ClientDisconnected, KernelHandle, KernelProvider, KernelSource, ServeOptions, cancel_on_disconnect
@@ -170,22 +170,28 @@ class ServeTools:
     async def run_code(self, handle: KernelHandle, code: str, timeout: float, ctx: Context | None) -> ExecutionOutcome:
         """Run ``code``, streaming its output as progress, and record it (a cancelled run too)."""
         session = handle.session
+        run = await handle.begin(code)
         pump = ProgressPump(ctx.report_progress) if ctx is not None else None
         try:
             async with cancel_on_disconnect(ctx):  # a vanished HTTP client's cell is interrupted
                 outcome = await session.execute(
-                    code, timeout=timeout, on_output=pump.on_output if pump is not None else None
+                    code,
+                    timeout=timeout,
+                    on_output=_fan_out(pump.on_output if pump is not None else None, run.on_output),
                 )
         except BaseException as exc:
             partial = session.last_outcome
             cancelled = isinstance(exc, (asyncio.CancelledError, anyio.get_cancelled_exc_class(), ClientDisconnected))
-            if cancelled and partial is not None and partial.status == "cancelled":
-                handle.record(code, partial)
+            with anyio.CancelScope(shield=True):  # the record of a cancelled run is kept all the same
+                if cancelled and partial is not None and partial.status == "cancelled":
+                    await run.finish(partial)
+                else:
+                    await run.fail(exc)
             raise
         finally:
             if pump is not None:
                 await pump.close()
-        handle.record(code, outcome)
+        await run.finish(outcome)
         return outcome
 
     async def execute(self, ctx: Context, code: str, timeout: float | None) -> CallToolResult:
@@ -291,6 +297,21 @@ class ServeTools:
             "kernel": kernel,
         }
         return CallToolResult(content=converted.content, structured_content=structured, is_error=failed)
+
+
+def _fan_out(*callbacks: OutputCallback | None) -> OutputCallback | None:
+    """One ``on_output`` calling each of ``callbacks`` (progress notifications, a live cell) in turn."""
+    live = [c for c in callbacks if c is not None]
+    if len(live) < 2:
+        return live[0] if live else None
+
+    async def each(name: str, text: str) -> None:
+        for callback in live:
+            pending = callback(name, text)
+            if pending is not None:
+                await pending
+
+    return each
 
 
 def number_as_text(value: Any) -> Any:
