@@ -47,9 +47,10 @@ class TornadoChannel:
 
 
 @contextlib.asynccontextmanager
-async def open_notebook(url: str, token: str, path: str) -> AsyncIterator[YNotebook]:
+async def open_notebook(url: str, token: str, path: str) -> AsyncIterator[tuple[YNotebook, str]]:
     """Open ``path`` (relative to the server root) as a collaborator, as a JupyterLab tab does; yields the
-    synced ``YNotebook``; leaving closes the connection (the room is cleaned up when nobody else has it)."""
+    synced ``YNotebook`` and its room id; leaving closes the connection (the server drops the room after
+    ``YDocExtension.document_cleanup_delay`` when nobody else has it open)."""
     async with httpx.AsyncClient(trust_env=False, timeout=30) as http:
         response = await http.put(
             f"{url}api/collaboration/session/{path}",
@@ -67,6 +68,6 @@ async def open_notebook(url: str, token: str, path: str) -> AsyncIterator[YNoteb
     try:
         async with Provider(doc, TornadoChannel(ws, room)) as provider:
             await provider.synced.wait()
-            yield notebook
+            yield notebook, room
     finally:
         ws.close()
