@@ -254,9 +254,17 @@ def test_in_the_page_the_cell_and_its_output_appear_while_the_human_types(lab: J
             expect(assistant.locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"))
             # and the server's document (what the collaboration layer saves) has both sides' text
             saved = in_thread(server_side).result(timeout=60)
+            # the human does not want it: the assistant's cell is an ordinary cell, deleted as any other
+            assistant.locator(".jp-InputPrompt").click()
+            page.keyboard.press("Escape")
+            page.keyboard.press("d")
+            page.keyboard.press("d")
+            expect(cells).to_have_count(2)
+            after = in_thread(server_side).result(timeout=60)
         finally:
             browser.close()
     assert not result.is_error and "42" in text_of(result), text_of(result)
     assert shown < 1.0 and final < 1.0, (shown, final)
     assert saved[0]["source"] == HUMAN_CELL + typed
     assert saved[2]["metadata"]["nbmcp"]["author"] == "assistant" and saved[2]["outputs"][-1]["data"]
+    assert [c["source"] for c in after] == [HUMAN_CELL + typed, "print(total)"]
