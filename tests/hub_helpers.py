@@ -185,6 +185,10 @@ c.JupyterHub.authenticator_class = "dummy"
 c.Authenticator.allowed_users = set(s["users"])
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = os.path.join(s["tmp"], "home", "{username}")
+# a home as users have it: with jupyter-collaboration, jupyter_server_fileid opens its database in the
+# user's Jupyter data dir and fails when that directory does not exist
+for name in s["users"]:
+    os.makedirs(os.path.join(s["tmp"], "home", name, ".local", "share", "jupyter"), exist_ok=True)
 c.Spawner.cmd = [s["singleuser"]]
 c.Spawner.args = [
     "--allow-root",
