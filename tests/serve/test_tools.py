@@ -74,7 +74,7 @@ async def run(client: Client, code: str, **kw: Any) -> Any:
 async def test_tools_listed(client: Client) -> None:
     names = {t.name for t in (await client.list_tools()).tools}
     assert names == {
-        "execute", "interrupt", "restart", "list_variables", "inspect_variable", "read_rows",
+        "execute", "interrupt", "restart", "list_variables", "inspect_variable", "read_rows", "query",
         "notebook_read", "notebook_edit", "notebook_run",
     }  # fmt: skip
 
