@@ -41,6 +41,7 @@ __all__ = [
     "KernelSessionError",
     "NbMCPError",
     "StaleNotebookError",
+    "ToolContext",
     "ToolTimeout",
     "UpstreamError",
     "__version__",
@@ -64,4 +65,8 @@ def __getattr__(name: str) -> Any:
         from mcp.server.mcpserver import Context
 
         return Context
+    if name == "ToolContext":  # what a tool gets to ask the client: elicit, sample (nbmcp.inkernel.interaction)
+        from .inkernel.interaction import ToolContext
+
+        return ToolContext
     raise AttributeError(f"module 'nbmcp' has no attribute {name!r}")

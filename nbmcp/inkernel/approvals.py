@@ -4,7 +4,8 @@ A tool marked ``requires_approval=True`` and the in-kernel ``execute`` ask the s
 run. The :data:`broker` is that approver while someone can answer (the panel in :mod:`nbmcp.inkernel.panel`
 serves it while one of its views is open): each request waits until the owner approves or denies it, or the
 server's approval timeout passes, which denies. With nobody to ask, a request is denied at once with an error
-that says how to get asked.
+that says how to get asked — or, under the approval policy ``client`` (``%mcp approve client``), the call pipeline
+asks the *client's* user through elicitation instead (the panel still wins while it is open).
 
 No widgets here: the broker is plain Python, so code (and tests) can decide requests as the panel's buttons do.
 Requests are made on the server's event loop; decisions arrive from any thread.
@@ -23,9 +24,13 @@ from typing import Any
 
 from ..exceptions import ApprovalDenied
 
-__all__ = ["ApprovalBroker", "Approver", "PendingApproval", "broker", "in_kernel", "pending_approvals"]
+__all__ = ["ApprovalBroker", "Approver", "NobodyToAsk", "PendingApproval", "broker", "in_kernel", "pending_approvals"]
 
 Approver = Callable[[str, dict[str, Any], str], Awaitable[bool]]
+
+
+class NobodyToAsk(ApprovalDenied):
+    """No panel can show the request now: denied at once, or (approval policy ``client``) asked of the client."""
 
 
 @dataclass
@@ -134,9 +139,10 @@ class ApprovalBroker:
         """Wait for the owner's decision on one call; denied at once when nobody can answer, or on timeout."""
         if not (in_kernel() and self._someone_to_ask()):
             where = "no Jupyter frontend to ask" if not in_kernel() else "no approval panel open in the notebook"
-            raise ApprovalDenied(
+            raise NobodyToAsk(
                 f"{tool!r} needs the notebook owner's approval, but there is {where}: the call was declined. "
-                "Ask them to run `%mcp panel` in the notebook (or `%mcp approve all`)."
+                "Ask them to run `%mcp panel` in the notebook (or `%mcp approve all`, or `%mcp approve client` "
+                "to ask the assistant's user)."
             )
         loop = asyncio.get_running_loop()
         timeout = float(server.approval_timeout)

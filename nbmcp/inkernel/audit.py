@@ -12,6 +12,12 @@ Each line::
      "duration_ms": 3.2, "outcome": "ok", "error": null}
 
 ``outcome`` is ``ok``, ``error`` or ``denied`` (declined by the owner, timed out, or refused by policy).
+
+Every approval decision gets a line of its own, before its call's line (who decided: the ``panel``, the
+``client``'s user through elicitation, or the ``policy``)::
+
+    {"time": "...", "ts": ..., "server": "<kernel id>", "client": "claude-code", "kind": "approval",
+     "name": "drop_table", "decided_by": "client", "outcome": "approved", "error": null}
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["DEFAULT_NAME", "AuditLog", "default_path", "read_lines"]
 
@@ -33,6 +39,15 @@ ROTATE_BYTES = 50_000_000  # at open, a bigger log is renamed to ``<name>.1`` (o
 REDACTED = "[redacted token]"
 
 _STOP = object()
+
+
+class _Decision(NamedTuple):
+    time: float
+    tool: str
+    client: str
+    decided_by: str
+    approved: bool
+    reason: str
 
 
 def default_path() -> Path:
@@ -80,6 +95,11 @@ class AuditLog:
         if not self._closed:
             self._queue.put(record)
 
+    def approval(self, tool: str, client: str, decided_by: str, approved: bool, reason: str = "") -> None:
+        """Record one approval decision (an approval listener of the call pipeline)."""
+        if not self._closed:
+            self._queue.put(_Decision(time.time(), tool, client, decided_by, approved, reason))
+
     # -- the writer thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -121,19 +141,30 @@ class AuditLog:
     def format(self, record: Any) -> str:
         """One JSON line (with the newline) for a call record; the token, if present anywhere, is redacted."""
         stamp = record.time
-        entry = {
+        entry: dict[str, Any] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp)) + f".{int(stamp % 1 * 1000):03d}Z",
             "ts": round(stamp, 3),
             "server": self.server_id,
             "client": record.client,
-            "kind": record.kind,
-            "name": record.name,
-            "arguments_sha256": record.arguments_digest,
-            "arguments_size": record.arguments_size,
-            "duration_ms": round(record.duration_ms, 3),
-            "outcome": record.outcome,
-            "error": record.error,
         }
+        if isinstance(record, _Decision):
+            entry.update(
+                kind="approval",
+                name=record.tool,
+                decided_by=record.decided_by,
+                outcome="approved" if record.approved else "denied",
+                error=record.reason or None,
+            )
+        else:
+            entry.update(
+                kind=record.kind,
+                name=record.name,
+                arguments_sha256=record.arguments_digest,
+                arguments_size=record.arguments_size,
+                duration_ms=round(record.duration_ms, 3),
+                outcome=record.outcome,
+                error=record.error,
+            )
         line = json.dumps(entry, ensure_ascii=False, default=str)
         secret = self._secret() if self._secret is not None else None
         if secret and secret in line:

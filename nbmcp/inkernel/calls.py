@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import inspect
+import json
 import typing
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, cast
 
 from mcp.server.mcpserver import Context
-from mcp.types import CallToolResult, TextContent
-from pydantic import Field
+from mcp.types import CallToolResult, InputRequiredResult, TextContent
+from pydantic import BaseModel, Field
 
 from .. import content
 from ..exceptions import ApprovalDenied, ToolTimeout
 from . import capture
 from .activity import current_client, mark_outcome
+from .approvals import NobodyToAsk
+from .interaction import ClientUnsupported, InputPending, ToolContext
 from .registry import ToolSpec
 from .workers import ToolBusy, WorkerPool, current_client_key
 
@@ -34,7 +38,10 @@ Approver = Callable[[str, dict[str, Any], str], Awaitable[bool]]
 MainThreadRunner = Callable[[Callable[[], Any]], concurrent.futures.Future[Any]]
 """Runs a callable on the kernel's main thread between cells (given by the IPython extension)."""
 
-APPROVAL_POLICIES = ("ask", "all", "none")
+APPROVAL_POLICIES = ("ask", "all", "none", "client")
+HIDDEN_CONTEXT = "nbmcp_request_context"  # a Context parameter every shim has: approvals may ask the client
+ApprovalListener = Callable[[str, str, str, bool, str], None]
+"""``listener(tool, client, decided_by, approved, reason)``: one approval decision (for the audit log)."""
 
 
 class CallPipeline:
@@ -65,6 +72,7 @@ class CallPipeline:
         self.tool_timeout = tool_timeout
         self.tools = tools or WorkerPool(max_running=40)
         self.reads = reads or WorkerPool(max_running=16, what="built-in reads", setting="nbmcp's read pool")
+        self.approval_listeners: list[ApprovalListener] = []
 
     def shim(self, spec: ToolSpec) -> Callable[..., Awaitable[CallToolResult]]:
         """An async function with the user's parameters (and their docs) that runs the pipeline for ``spec``."""
@@ -76,10 +84,16 @@ class CallPipeline:
             description = spec.param_descriptions.get(param.name)
             if description and not _is_context(annotation):
                 annotation = Annotated[annotation, Field(description=description)]
+            if _is_context(annotation):  # nbmcp.ToolContext too: the SDK must see a Context to inject one
+                annotation = Context
             params.append(param.replace(annotation=annotation))
         context_param = next((p.name for p in params if _is_context(p.annotation)), None)
+        if context_param is None:
+            hidden = inspect.Parameter(HIDDEN_CONTEXT, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Context)
+            at = next((i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD), len(params))
+            params.insert(at, hidden)
 
-        async def shim(**kwargs: Any) -> CallToolResult:
+        async def shim(**kwargs: Any) -> CallToolResult | InputRequiredResult:
             return await self.run(spec, kwargs, context_param)
 
         # The SDK reads the schema from the signature; a plain function has no typed __signature__ slot.
@@ -89,12 +103,24 @@ class CallPipeline:
         shim.__doc__ = spec.description
         return shim
 
-    async def run(self, spec: ToolSpec, kwargs: dict[str, Any], context_param: str | None = None) -> CallToolResult:
-        """Call ``spec``'s function with ``kwargs``; every outcome is a result, a denial marked as such."""
+    async def run(
+        self, spec: ToolSpec, kwargs: dict[str, Any], context_param: str | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        """Call ``spec``'s function with ``kwargs``; every outcome is a result, a denial marked as such.
+
+        In the stateless era a call that must ask the client first ends with an ``InputRequiredResult``.
+        """
+        sdk_context = kwargs.pop(HIDDEN_CONTEXT, None) if context_param is None else kwargs.get(context_param)
+        tool_context = ToolContext(sdk_context) if isinstance(sdk_context, Context) else None
+        if context_param is not None and tool_context is not None:
+            kwargs[context_param] = tool_context
         try:
             if spec.requires_approval:
-                await self.approve(spec.name, {k: v for k, v in kwargs.items() if k != context_param})
+                arguments = {k: v for k, v in kwargs.items() if k != context_param}
+                await self.approve(spec.name, arguments, tool_context)
             value, printed, displays = await self._invoke(spec, kwargs)
+        except InputPending as pending:
+            return pending.result
         except ApprovalDenied as exc:
             return mark_outcome(_error_result(str(exc)), "denied")
         except ToolTimeout as exc:
@@ -118,20 +144,70 @@ class CallPipeline:
         )
         return budgeted.to_result()
 
-    async def approve(self, tool: str, arguments: dict[str, Any]) -> None:
-        """Return if the call may go ahead; raise :class:`ApprovalDenied` saying why not."""
-        policy = self.approval_policy
+    async def approve(self, tool: str, arguments: dict[str, Any], context: ToolContext | None = None) -> None:
+        """Return if the call may go ahead; raise :class:`ApprovalDenied` saying why not. Every decision is
+        told to the ``approval_listeners`` (the audit log): who decided, and what."""
+        policy, client = self.approval_policy, current_client.get()
+
+        def decided(by: str, approved: bool, reason: str = "") -> None:
+            for listener in list(self.approval_listeners):
+                with contextlib.suppress(Exception):
+                    listener(tool, client, by, approved, reason)
+
         if policy == "all":
-            return
+            return decided("policy", True, "approval policy: all")
         if policy == "none":
+            decided("policy", False, "approval policy: none")
             raise ApprovalDenied(f"the notebook's owner does not allow {tool!r} (approval policy: none)")
-        if self.approver is None:
-            raise ApprovalDenied(
-                f"{tool!r} needs the notebook owner's approval, but no approval panel is open: "
-                "ask them to run `%mcp panel` in the notebook"
+        if self.approver is not None:
+            # The panel wins while it is open; with policy "client" an unanswerable panel passes to the client.
+            try:
+                approved = await self.approver(tool, arguments, client)
+            except NobodyToAsk as exc:
+                if policy != "client":
+                    decided("panel", False, str(exc))
+                    raise
+            except ApprovalDenied as exc:
+                decided("panel", False, str(exc))
+                raise
+            else:
+                decided("panel", approved)
+                if not approved:
+                    raise ApprovalDenied(f"the notebook's owner declined the call to {tool!r}")
+                return None
+        if policy == "client":
+            return await self._approve_through_client(tool, arguments, context, decided)
+        decided("panel", False, "no approval panel open")
+        raise ApprovalDenied(
+            f"{tool!r} needs the notebook owner's approval, but no approval panel is open: "
+            "ask them to run `%mcp panel` in the notebook"
+        )
+
+    async def _approve_through_client(
+        self, tool: str, arguments: dict[str, Any], context: ToolContext | None, decided: Callable[..., None]
+    ) -> None:
+        """Ask the client's user through elicitation (approval policy ``client`` with no panel open)."""
+        if context is None:
+            decided("client", False, "no request context")
+            raise ApprovalDenied(f"{tool!r} needs approval, but this call cannot ask its client")
+        shown = json.dumps(arguments, default=str)
+        if len(shown) > 500:
+            shown = shown[:500] + "…"
+        try:
+            answer = await context.elicit(
+                f"The notebook's MCP server asks: allow the tool {tool!r} to run with arguments {shown}?",
+                _ApproveCall,
             )
-        if not await self.approver(tool, arguments, current_client.get()):
-            raise ApprovalDenied(f"the notebook's owner declined the call to {tool!r}")
+        except ClientUnsupported:
+            decided("client", False, "the client cannot ask its user (no elicitation)")
+            raise ApprovalDenied(
+                f"{tool!r} needs approval and the notebook asks this client's user (`%mcp approve client`), "
+                "but the client does not support elicitation: ask the notebook's owner to open `%mcp panel`"
+            ) from None
+        approved = answer.action == "accept" and bool(answer.data.approve)
+        decided("client", approved, answer.action)
+        if not approved:
+            raise ApprovalDenied(f"the client's user declined the call to {tool!r} ({answer.action})")
 
     async def _invoke(self, spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, str, list[Any]]:
         """Run the user's function; returns its value, what it printed and what it displayed."""
@@ -163,8 +239,12 @@ class CallPipeline:
         return await pool.run_sync(spec.name, call, timeout=timeout, client=client)
 
 
+class _ApproveCall(BaseModel):
+    approve: bool = Field(description="Run this tool call now?")
+
+
 def _is_context(annotation: Any) -> bool:
-    return inspect.isclass(annotation) and issubclass(annotation, Context)
+    return inspect.isclass(annotation) and issubclass(annotation, Context | ToolContext)
 
 
 def _error_result(text: str) -> CallToolResult:

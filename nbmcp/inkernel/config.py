@@ -30,9 +30,10 @@ class NbMCP(Configurable):
     allow_execute = Bool(False, help="Serve the `execute` tool (same as mode='execute').").tag(config=True)
     approval_timeout = Float(120.0, help="Seconds to wait for the owner to approve a call.").tag(config=True)
     approval_policy = CaselessStrEnum(
-        ["ask", "all", "none"],
+        ["ask", "all", "none", "client"],
         default_value="ask",
-        help="For tools that need approval (requires_approval=True) and execute: ask, approve all or deny all.",
+        help="For tools that need approval (requires_approval=True) and execute: ask, approve all, deny all, "
+        "or client (ask in the panel while it is open, else the client's user through elicitation).",
     ).tag(config=True)
     audit_log = Unicode("", help="Path of the JSONL audit log; empty puts it in the Jupyter runtime dir.").tag(
         config=True

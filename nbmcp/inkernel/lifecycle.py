@@ -134,6 +134,7 @@ class InKernelServer:
             raise
         if self.audit is not None:
             mcp_server.call_listeners.append(self.audit)
+            mcp_server.approval_listeners.append(self.audit.approval)
 
     def _serve(
         self,

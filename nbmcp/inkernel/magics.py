@@ -31,7 +31,7 @@ USAGE = """\
 %mcp panel                the live panel (clients, calls, approvals)
 %mcp mode read-only|tools|execute
 %mcp allow-execute        same as `%mcp mode execute`
-%mcp approve all|ask|none
+%mcp approve all|ask|none|client
 %mcp stop                 stop serving (a later start keeps the URL, token and mode)
 %mcp start [--new-port]   start again (--new-port: a new free port)
 %mcp help                 this list"""
@@ -208,8 +208,10 @@ class NbMCPMagics(Magics):
             print(f"nbmcp: approval policy {mcp.approval_policy!r}, timeout {mcp.approval_timeout:g} s")
             print(f"  waiting for approval: {waiting}")
             return
-        if len(args) != 1 or args[0] not in ("all", "ask", "none"):
-            raise UsageError("usage: %mcp approve all|ask|none")
+        if len(args) != 1 or args[0] not in ("all", "ask", "none", "client"):
+            raise UsageError(
+                "usage: %mcp approve all|ask|none|client  (client: ask the assistant's user when no panel is open)"
+            )
         self._server().mcp_server.approval_policy = args[0]
         print(f"nbmcp: approval policy is now {args[0]!r}")
 

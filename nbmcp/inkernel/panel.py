@@ -26,7 +26,7 @@ __all__ = ["Panel", "current_panel", "open_panels", "show_panel"]
 
 ARGUMENTS_SHOWN = 2_000  # characters of a pending call's arguments shown in the panel
 MODES = ("read-only", "tools", "execute")
-POLICIES = ("ask", "all", "none")
+POLICIES = ("ask", "all", "none", "client")
 
 
 def _comm_open(widget: w.Widget) -> bool:
@@ -127,7 +127,12 @@ class Panel(w.VBox):
             w.ToggleButtons(
                 options=list(POLICIES),
                 description="Approvals",
-                tooltips=["ask here for each call", "approve every call", "deny every call"],
+                tooltips=[
+                    "ask here for each call",
+                    "approve every call",
+                    "deny every call",
+                    "ask here while this panel is open, else the assistant's user (elicitation)",
+                ],
                 style={"button_width": "56px"},
             )
         )

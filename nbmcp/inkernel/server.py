@@ -225,6 +225,11 @@ class NbMCPServer:
         self._pipeline.approver = approver
 
     @property
+    def approval_listeners(self) -> list[Callable[[str, str, str, bool, str], None]]:
+        """Told every approval decision: ``(tool, client, decided_by, approved, reason)`` (the audit log)."""
+        return self._pipeline.approval_listeners
+
+    @property
     def approval_policy(self) -> str:
         return self._pipeline.approval_policy
 
