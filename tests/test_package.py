@@ -92,6 +92,7 @@ def test_public_api() -> None:
             "KernelSessionError",
             "NbMCPError",
             "StaleNotebookError",
+            "ToolContext",
             "ToolTimeout",
             "UpstreamError",
             "__version__",

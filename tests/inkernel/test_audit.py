@@ -175,9 +175,12 @@ async def test_every_call_is_logged_without_the_token(audited: dict[str, Any], k
         ("tool", "echo", "ok"),
         ("tool", "echo", "ok"),
         ("tool", "fail", "error"),
+        ("approval", "risky", "denied"),  # the decision (who decided: nobody could be asked, so the panel's no)
         ("tool", "risky", "denied"),
         ("resource", "nbmcp://objects", "ok"),
     ]
+    assert entries[3]["decided_by"] == "panel" and "no approval panel" in entries[3]["error"]
+    del entries[3]
     for entry in entries:
         assert entry["server"] == audited["id"]
         assert len(entry["arguments_sha256"]) == 16 and entry["arguments_size"] >= 2
