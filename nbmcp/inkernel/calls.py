@@ -73,6 +73,8 @@ class CallPipeline:
         self.tools = tools or WorkerPool(max_running=40)
         self.reads = reads or WorkerPool(max_running=16, what="built-in reads", setting="nbmcp's read pool")
         self.approval_listeners: list[ApprovalListener] = []
+        self.result_meta: dict[str, dict[str, Any]] = {}
+        """``_meta`` put on every result of the built-in tool of that name (``view_object``'s ``ui``)."""
 
     def shim(self, spec: ToolSpec) -> Callable[..., Awaitable[CallToolResult]]:
         """An async function with the user's parameters (and their docs) that runs the pipeline for ``spec``."""
@@ -142,7 +144,10 @@ class CallPipeline:
         budgeted = content.apply_budget(
             converted, self.output_budget, self.outputs, budget_structured=spec.budget_structured
         )
-        return budgeted.to_result()
+        result = budgeted.to_result()
+        if spec.builtin and spec.name in self.result_meta:
+            result.meta = {**(result.meta or {}), **self.result_meta[spec.name]}
+        return result
 
     async def approve(self, tool: str, arguments: dict[str, Any], context: ToolContext | None = None) -> None:
         """Return if the call may go ahead; raise :class:`ApprovalDenied` saying why not. Every decision is

@@ -31,6 +31,7 @@ from .notifications import Notifier
 from .objects import OBJECT_TEMPLATES, ObjectViews, builtin_tool
 from .query import QueryTool
 from .registry import PromptSpec, Registry, RegistryEvent, ToolSpec
+from .table_app import TOOL_META, apps_extension, view_tool
 from .workers import PoolStatus, ToolBusy, WorkerPool, client_key_middleware, current_client_key
 
 __all__ = ["MODES", "OBJECT_TEMPLATES", "CallRecord", "ClientRecord", "NbMCPServer", "ServerSnapshot"]
@@ -149,6 +150,7 @@ class NbMCPServer:
                 warn_on_duplicate_tools=False,
                 warn_on_duplicate_prompts=False,
                 middleware=[self._activity.middleware, self._notifier.middleware, client_key_middleware],
+                extensions=[apps_extension()],  # MCP Apps: the ui://nbmcp/table page of view_object
             )
         )
         announce_list_changes(self.mcp)
@@ -158,7 +160,13 @@ class NbMCPServer:
         execute = builtin_tool(self._execute, name="execute", requires_approval=True, main_thread=True)
         # query is read-only: served in every mode, like the other read tools.
         self.query = QueryTool(registry, **(query_options or {}))
-        self._builtin_tools = {**self.views.read_tools(), "query": self.query.spec(), "execute": execute}
+        self._builtin_tools = {
+            **self.views.read_tools(),
+            "query": self.query.spec(),
+            "view_object": view_tool(self.views),
+            "execute": execute,
+        }
+        self._pipeline.result_meta["view_object"] = TOOL_META
         self._unsubscribe = registry.subscribe(self._on_registry_event)
         self.sync_all()
 
@@ -302,6 +310,7 @@ class NbMCPServer:
             title=spec.title,
             description=spec.description or None,
             annotations=ToolAnnotations(read_only_hint=True) if spec.read_only else None,
+            meta=self._pipeline.result_meta.get(spec.name) if spec.builtin else None,
             structured_output=False,
         )
 
