@@ -31,7 +31,8 @@ def server(kernel: KernelHandle) -> dict[str, Any]:
     kernel.run(
         """
 import nbmcp, pandas as pd
-orders = pd.DataFrame({"id": range(60), "city": [f"city{i % 7}" for i in range(60)], "amount": [i * 1.5 for i in range(60)]})
+n = range(60)
+orders = pd.DataFrame({"id": n, "city": [f"city{i % 7}" for i in n], "amount": [i * 1.5 for i in n]})
 nbmcp.expose(orders, "orders")
 nbmcp.expose({"a": 1}, "settings")
 """
