@@ -50,7 +50,7 @@ async def test_snapshot_and_call_records(mode: str) -> None:
         assert "nbmcp/outcome" not in (denied.meta or {})  # the mark is for the recorder, not the client
     snap = server.snapshot()
     assert snap.mode == "tools"
-    assert {"list_objects", "describe_object", "read_rows", "query", "add", "delete_everything"} == set(
+    assert {"list_objects", "describe_object", "read_rows", "query", "view_object", "add", "delete_everything"} == set(
         snap.served_tools
     )
     assert [(c.kind, c.name, c.outcome) for c in snap.calls] == [

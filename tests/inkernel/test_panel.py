@@ -21,7 +21,7 @@ from tests.conftest import KernelHandle, connect
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-BUILTIN_READ = {"list_objects", "describe_object", "read_rows", "query"}
+BUILTIN_READ = {"list_objects", "describe_object", "read_rows", "query", "view_object"}
 
 
 @pytest.fixture(scope="module")
