@@ -15,7 +15,7 @@ PACKAGE = Path(nbmcp.__file__).parent
 # The ground floor is used by every wing and imports no wing. Each wing imports the ground floor and its own
 # rooms; another wing only through that wing's package (its public names), and only where listed. The roof
 # (the public API module, the CLI and its commands) may import anything.
-GROUND = {"_version", "exceptions", "sdk", "transport", "content", "frames", "discovery", "client"}
+GROUND = {"_version", "exceptions", "sdk", "transport", "content", "frames", "discovery", "client", "tasks"}
 WINGS = {"inkernel", "serve", "jupyter"}
 ROOF = {"__init__", "__main__", "cli", "bridge", "demo"}
 WING_USES = {"jupyter": {"serve"}}  # the Jupyter Server extension serves `nbmcp serve`'s tools

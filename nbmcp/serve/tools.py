@@ -29,6 +29,7 @@ from .. import content
 from .._version import __version__
 from ..exceptions import KernelDeadError, KernelSessionError, StaleNotebookError
 from ..sdk import quiet_mcp_server
+from ..tasks import TaskRegistry, status_result
 from .execution import ExecutionOutcome, OutputCallback
 from .inspection import describe_text, rows_text, run_probe, variables_text
 from .outputs import ProgressPump, error_result, kernel_label, outcome_result, output_kinds, text_result
@@ -62,6 +63,7 @@ class ServeServer:
     mcp: MCPServer
     kernels: KernelSource
     store: content.OutputStore
+    tasks: TaskRegistry | None = None  # background executes (execute(..., background=True))
 
 
 def build_server(options: ServeOptions, kernels: KernelSource | None = None) -> ServeServer:
@@ -80,8 +82,9 @@ def build_server(options: ServeOptions, kernels: KernelSource | None = None) -> 
     _add_output_resource(server, tools)
     if not options.read_only:
         _add_execution_tools(server, tools)
+        _add_task_tools(server, tools)
         _add_notebook_tools(server, tools)
-    return ServeServer(server, kernels, tools.store)
+    return ServeServer(server, kernels, tools.store, tools.tasks)
 
 
 class ServeTools:
@@ -91,6 +94,7 @@ class ServeTools:
         self.options = options
         self.kernels = kernels
         self.store = content.OutputStore()
+        self.tasks = TaskRegistry()
         self._files: Any = None
 
     @property
@@ -167,8 +171,16 @@ class ServeTools:
 
     # -- execution
 
-    async def run_code(self, handle: KernelHandle, code: str, timeout: float, ctx: Context | None) -> ExecutionOutcome:
-        """Run ``code``, streaming its output as progress, and record it (a cancelled run too)."""
+    async def run_code(
+        self,
+        handle: KernelHandle,
+        code: str,
+        timeout: float | None,
+        ctx: Context | None,
+        on_output: OutputCallback | None = None,
+    ) -> ExecutionOutcome:
+        """Run ``code``, streaming its output as progress (and to ``on_output``: a background task's tail), and
+        record it (a cancelled run too)."""
         session = handle.session
         run = await handle.begin(code)
         pump = ProgressPump(ctx.report_progress) if ctx is not None else None
@@ -177,7 +189,7 @@ class ServeTools:
                 outcome = await session.execute(
                     code,
                     timeout=timeout,
-                    on_output=_fan_out(pump.on_output if pump is not None else None, run.on_output),
+                    on_output=_fan_out(pump.on_output if pump is not None else None, run.on_output, on_output),
                 )
         except BaseException as exc:
             partial = session.last_outcome
@@ -194,13 +206,20 @@ class ServeTools:
         await run.finish(outcome)
         return outcome
 
-    async def execute(self, ctx: Context, code: str, timeout: float | None) -> CallToolResult:
+    async def execute(self, ctx: Context, code: str, timeout: float | None, background: bool = False) -> CallToolResult:
         if timeout is not None and not timeout > 0:
             raise ToolError(f"timeout must be a positive number of seconds, got {timeout}")
         handle = await self.kernels.get(ctx)
+        if background:
+            return self._start_background(handle, code, timeout)
+        return await self._execute_now(handle, code, timeout or self.options.timeout, ctx)
+
+    async def _execute_now(
+        self, handle: KernelHandle, code: str, timeout: float | None, ctx: Context | None, on_output: Any = None
+    ) -> CallToolResult:
         session = handle.session
         try:
-            outcome = await self.run_code(handle, code, timeout or self.options.timeout, ctx)
+            outcome = await self.run_code(handle, code, timeout, ctx, on_output)
         except KernelDeadError as exc:
             return error_result(str(exc), session.describe())
         except KernelSessionError as exc:
@@ -212,6 +231,47 @@ class ServeTools:
             store=self.store,
             image_max_px=self.options.image_max_px,
         )
+
+    # -- background execution (nbmcp.tasks)
+
+    def _start_background(self, handle: KernelHandle, code: str, timeout: float | None) -> CallToolResult:
+        """Start ``code`` as a background task (no timeout unless one is given); answer with its id at once."""
+        first_line = code.strip().splitlines()[0][:60] if code.strip() else "(empty)"
+        try:
+            task = self.tasks.start(
+                "execute",
+                f"execute {first_line!r}",
+                lambda task: self._execute_now(handle, code, timeout, None, on_output=task.on_output),
+            )
+        except RuntimeError as exc:
+            raise ToolError(str(exc)) from exc
+        text = (
+            f"started task {task.id}: the cell runs in the background. Poll task_status({task.id!r}) for progress "
+            f"and output so far, fetch task_result({task.id!r}) when it is done, task_cancel({task.id!r}) "
+            "interrupts it."
+        )
+        return text_result(text, {"task_id": task.id, "status": task.status, "kernel": handle.session.describe()})
+
+    def _task(self, task_id: str) -> Any:
+        try:
+            return self.tasks.get(task_id)
+        except LookupError as exc:
+            raise ToolError(str(exc)) from exc
+
+    def task_status(self, task_id: str) -> CallToolResult:
+        return status_result(self._task(task_id))
+
+    async def task_result(self, task_id: str, wait: float) -> CallToolResult:
+        if not 0 <= wait <= 60:
+            raise ToolError(f"wait must be between 0 and 60 seconds, got {wait}")
+        self._task(task_id)
+        task = await self.tasks.wait(task_id, wait)
+        return task.result if task.result is not None else status_result(task, not_finished_error=True)
+
+    async def task_cancel(self, task_id: str) -> CallToolResult:
+        self._task(task_id)
+        task = await self.tasks.cancel(task_id)
+        return status_result(task)
 
     async def interrupt(self, ctx: Context) -> CallToolResult:
         handle = await self.kernels.get(ctx)
@@ -414,13 +474,22 @@ def _add_execution_tools(server: MCPServer, tools: ServeTools) -> None:
             ),
         ],
         timeout: Annotated[
-            float | None, Field(description="Seconds before the kernel is interrupted (default: server's).")
+            float | None,
+            Field(description="Seconds before the kernel is interrupted (default: server's; none in the background)."),
         ] = None,
+        background: Annotated[
+            bool,
+            Field(
+                description="Run as a background task and return its id at once (for long cells): then "
+                "task_status, task_result, task_cancel."
+            ),
+        ] = False,
     ) -> CallToolResult:
         """Run code in the kernel. Returns stream output, results (tables as markdown + structured rows),
         images and errors, in order. Output streams as progress while it runs; at the timeout the kernel
-        is interrupted and the partial output returned (variables are kept)."""
-        return await tools.execute(ctx, code, timeout)
+        is interrupted and the partial output returned (variables are kept). With background=true it
+        returns a task id at once instead."""
+        return await tools.execute(ctx, code, timeout, background)
 
     @server.tool(annotations=_MUTATING, structured_output=False)
     async def interrupt(ctx: Context) -> CallToolResult:
@@ -431,6 +500,31 @@ def _add_execution_tools(server: MCPServer, tools: ServeTools) -> None:
     async def restart(ctx: Context) -> CallToolResult:
         """Restart the kernel: a fresh process, all variables lost. Recovers a dead kernel."""
         return await tools.restart(ctx)
+
+
+TaskId = Annotated[str, Field(description="The id execute(..., background=true) returned.")]
+
+
+def _add_task_tools(server: MCPServer, tools: ServeTools) -> None:
+    @server.tool(annotations=_READING, structured_output=False)
+    async def task_status(task_id: TaskId) -> CallToolResult:
+        """A background task's state (working, completed, failed, cancelled), elapsed time and the tail of
+        its output so far."""
+        return tools.task_status(task_id)
+
+    @server.tool(annotations=_READING, structured_output=False)
+    async def task_result(
+        task_id: TaskId,
+        wait: Annotated[float, Field(description="Seconds to wait for it to finish (0-60).")] = 0,
+    ) -> CallToolResult:
+        """The result of a finished background task, as execute would have returned it; an error saying it
+        still runs otherwise. Finished results stay readable for an hour."""
+        return await tools.task_result(task_id, wait)
+
+    @server.tool(annotations=_MUTATING, structured_output=False)
+    async def task_cancel(task_id: TaskId) -> CallToolResult:
+        """Cancel a background task: its cell is interrupted (variables are kept)."""
+        return await tools.task_cancel(task_id)
 
 
 def _add_notebook_tools(server: MCPServer, tools: ServeTools) -> None:

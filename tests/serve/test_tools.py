@@ -75,7 +75,7 @@ async def test_tools_listed(client: Client) -> None:
     names = {t.name for t in (await client.list_tools()).tools}
     assert names == {
         "execute", "interrupt", "restart", "list_variables", "inspect_variable", "read_rows", "query",
-        "notebook_read", "notebook_edit", "notebook_run",
+        "notebook_read", "notebook_edit", "notebook_run", "task_status", "task_result", "task_cancel",
     }  # fmt: skip
 
 

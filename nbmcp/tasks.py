@@ -1,0 +1,183 @@
+"""Background tasks: a long tool call that returns a task id at once and is polled, fetched or cancelled later.
+
+The most requested thing for notebook assistants is running a long cell without the client's request timing
+out. ``execute(..., background=True)`` (``nbmcp serve``, the Jupyter Server extension, the in-kernel server)
+starts the work here and answers with a task id; ``task_status(id)`` shows progress and the tail of the output
+so far, ``task_result(id)`` the finished result (exactly what the plain call would have returned), and
+``task_cancel(id)`` cancels the work, which for a cell interrupts the kernel. This plain pair works in every
+protocol era and with every client.
+
+Finished tasks stay readable for ``ttl`` seconds, at most ``keep`` of them (oldest dropped first); running ones
+are never dropped, and at most ``max_running`` run at once. Task ids are random and unguessable: knowing one is
+what allows reading the task (in the stateless era there is no session to tie it to).
+
+The registry is plain asyncio: work runs as a task on the server's event loop, so it outlives the request that
+started it. It knows nothing of kernels; the wings give it the work and the cancel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcp.types import CallToolResult, TextContent
+
+__all__ = ["BackgroundTask", "TaskRegistry", "status_result"]
+
+PARTIAL_CHARS = 4_000  # the tail of the output kept for task_status (the whole output comes with the result)
+MAX_WAIT = 60.0  # the longest task_result may wait for a result in one call
+
+
+@dataclass
+class BackgroundTask:
+    """One background call, as ``task_status`` shows it."""
+
+    id: str
+    tool: str
+    summary: str
+    created: float = field(default_factory=time.time)
+    finished: float | None = None
+    status: str = "working"  # working | completed | failed | cancelled
+    chunks: int = 0  # output chunks seen so far: progress for work of unknown length
+    partial: str = ""
+    result: CallToolResult | None = None
+    _task: asyncio.Task[Any] | None = field(default=None, repr=False)
+
+    def on_output(self, name: str, text: str) -> None:
+        """Keep the tail of the output (stderr marked) for ``task_status``."""
+        self.chunks += 1
+        self.partial = (self.partial + (f"[{name}] " if name != "stdout" else "") + text)[-PARTIAL_CHARS:]
+
+    @property
+    def done(self) -> bool:
+        return self.status != "working"
+
+    def as_dict(self) -> dict[str, Any]:
+        end = self.finished or time.time()
+        return {
+            "task_id": self.id,
+            "tool": self.tool,
+            "summary": self.summary,
+            "status": self.status,
+            "elapsed_s": round(end - self.created, 3),
+            "output_chunks": self.chunks,
+            "partial_output": self.partial,
+            "result_ready": self.result is not None,
+        }
+
+
+class TaskRegistry:
+    """The background tasks of one server."""
+
+    def __init__(self, *, keep: int = 50, ttl: float = 3600.0, max_running: int = 8) -> None:
+        self.keep = keep
+        self.ttl = ttl
+        self.max_running = max_running
+        self._tasks: OrderedDict[str, BackgroundTask] = OrderedDict()
+
+    def start(
+        self, tool: str, summary: str, work: Callable[[BackgroundTask], Awaitable[CallToolResult]]
+    ) -> BackgroundTask:
+        """Run ``work(task)`` in the background on the running loop; ``task.on_output`` takes its output."""
+        self.prune()
+        running = sum(1 for t in self._tasks.values() if not t.done)
+        if running >= self.max_running:
+            raise RuntimeError(
+                f"{running} background tasks are running already (at most {self.max_running}): wait for one with "
+                "task_result, or cancel one with task_cancel"
+            )
+        task = BackgroundTask(id=secrets.token_urlsafe(12), tool=tool, summary=summary)
+        self._tasks[task.id] = task
+        task._task = asyncio.get_running_loop().create_task(self._run(task, work), name=f"nbmcp-task-{task.id}")
+        return task
+
+    async def _run(self, task: BackgroundTask, work: Callable[[BackgroundTask], Awaitable[CallToolResult]]) -> None:
+        try:
+            result = await work(task)
+        except asyncio.CancelledError:
+            task.status = "cancelled"
+            task.result = _text_result(f"task {task.id} was cancelled", is_error=True, data=task.as_dict())
+        except Exception as exc:  # the work's own failure is the task's result, not a crash of the server
+            task.status = "failed"
+            task.result = _text_result(f"task {task.id} failed: {type(exc).__name__}: {exc}", is_error=True)
+        else:
+            task.status = "failed" if result.is_error else "completed"
+            task.result = result
+        finally:
+            task.finished = time.time()
+
+    def get(self, task_id: str) -> BackgroundTask:
+        """The task ``task_id``; ``LookupError`` saying what to do if it is unknown or expired."""
+        self.prune()
+        task = self._tasks.get(task_id) if isinstance(task_id, str) else None
+        if task is None:
+            raise LookupError(
+                f"task_id: no task {task_id!r} (unknown, or finished more than {self.ttl:g} s ago and dropped); "
+                "start one with execute(..., background=True)"
+            )
+        return task
+
+    async def wait(self, task_id: str, seconds: float) -> BackgroundTask:
+        """The task, after waiting up to ``seconds`` (at most :data:`MAX_WAIT`) for it to finish."""
+        task = self.get(task_id)
+        if not task.done and seconds > 0 and task._task is not None:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(task._task), min(seconds, MAX_WAIT))
+        return task
+
+    async def cancel(self, task_id: str, timeout: float = 30.0) -> BackgroundTask:
+        """Cancel the task's work (a cell: the kernel is interrupted) and wait, bounded, until it has stopped."""
+        task = self.get(task_id)
+        if not task.done and task._task is not None:
+            task._task.cancel()
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(task._task), timeout)
+        return task
+
+    def tasks(self) -> list[BackgroundTask]:
+        self.prune()
+        return list(self._tasks.values())
+
+    def prune(self) -> None:
+        """Drop finished tasks older than ``ttl``, then the oldest finished ones beyond ``keep``."""
+        now = time.time()
+        finished = [t for t in self._tasks.values() if t.done]
+        for task in finished:
+            if task.finished is not None and now - task.finished > self.ttl:
+                del self._tasks[task.id]
+        finished = [t for t in self._tasks.values() if t.done]
+        for task in finished[: max(0, len(finished) - self.keep)]:
+            del self._tasks[task.id]
+
+    async def close(self) -> None:
+        """Cancel everything still running (the server is going away)."""
+        running = [t._task for t in self._tasks.values() if t._task is not None and not t._task.done()]
+        for work in running:
+            work.cancel()
+        if running:
+            await asyncio.wait(running, timeout=10)
+
+
+def status_result(task: BackgroundTask, *, not_finished_error: bool = False) -> CallToolResult:
+    """``task_status``'s answer: a status line, the output's tail, what to call next (an error result saying the
+    task has not finished, for ``task_result`` on a running task)."""
+    info = task.as_dict()
+    lines = [f"task {task.id} ({task.summary}): {task.status}, {info['elapsed_s']:.1f} s, {task.chunks} output chunks"]
+    if not_finished_error:
+        lines.insert(0, f"task {task.id} has not finished yet, so it has no result:")
+    if task.partial:
+        lines += ["output so far (tail):", task.partial.rstrip("\n")]
+    lines.append(
+        "fetch the result with task_result" if task.done else "still running: poll task_status, or task_cancel it"
+    )
+    return _text_result("\n".join(lines), data=info, is_error=not_finished_error)
+
+
+def _text_result(text: str, *, is_error: bool = False, data: dict[str, Any] | None = None) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data, is_error=is_error)
