@@ -248,6 +248,9 @@ class JupyterMCP:
     serve: ServeServer  # nbmcp serve's tools over the same kernels, which the tools here delegate to
 
 
+TaskId = Annotated[str, Field(description="The id execute(..., background=true) returned.")]
+
+
 def build_server(
     kernels: JupyterKernels,
     *,
@@ -360,13 +363,53 @@ def build_server(
         ],
         notebook: Notebook = None,
         timeout: Annotated[
-            float | None, Field(description="Seconds before the kernel is interrupted (default: server's).")
+            float | None,
+            Field(
+                description="Seconds before the kernel is interrupted (default: server's; none in the background)."
+            ),
         ] = None,
+        background: Annotated[
+            bool,
+            Field(
+                description="Run as a background task and return its id at once (for long cells): then "
+                "task_status, task_result, task_cancel."
+            ),
+        ] = False,
     ) -> CallToolResult:
         """Run code in a notebook's live kernel (its variables are the notebook's). Returns stream output,
         results (tables as markdown + structured rows), images and errors, in order; output streams as
-        progress while it runs; at the timeout the kernel is interrupted (variables are kept)."""
-        return await delegate(ctx, notebook, "execute", {"code": code, "timeout": timeout})
+        progress while it runs; at the timeout the kernel is interrupted (variables are kept). With
+        background=true it returns a task id at once instead."""
+        args = {"code": code, "timeout": timeout, "background": background}
+        return await delegate(ctx, notebook, "execute", args)
+
+    async def task_tool(ctx: Context, tool: str, arguments: dict[str, Any]) -> CallToolResult:
+        # Tasks are not tied to a notebook: serve's registry holds them all, by unguessable id.
+        try:
+            return await serve.call_tool(tool, arguments, ctx)
+        except ToolError as exc:
+            return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
+
+    @server.tool(annotations=reading, structured_output=False)
+    async def task_status(ctx: Context, task_id: TaskId) -> CallToolResult:
+        """A background task's state (working, completed, failed, cancelled), elapsed time and the tail of
+        its output so far."""
+        return await task_tool(ctx, "task_status", {"task_id": task_id})
+
+    @server.tool(annotations=reading, structured_output=False)
+    async def task_result(
+        ctx: Context,
+        task_id: TaskId,
+        wait: Annotated[float, Field(description="Seconds to wait for it to finish (0-60).")] = 0,
+    ) -> CallToolResult:
+        """The result of a finished background task, as execute would have returned it; an error saying it
+        still runs otherwise. Finished results stay readable for an hour."""
+        return await task_tool(ctx, "task_result", {"task_id": task_id, "wait": wait})
+
+    @server.tool(annotations=mutating, structured_output=False)
+    async def task_cancel(ctx: Context, task_id: TaskId) -> CallToolResult:
+        """Cancel a background task: its cell is interrupted (variables are kept)."""
+        return await task_tool(ctx, "task_cancel", {"task_id": task_id})
 
     @server.tool(annotations=mutating, structured_output=False)
     async def interrupt(ctx: Context, notebook: Notebook = None) -> CallToolResult:

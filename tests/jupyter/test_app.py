@@ -478,3 +478,44 @@ async def test_proxied_requests_keep_jupyters_request_metrics_and_failure_log(js
     assert f"403 POST {BASE_URL}nbmcp/kernels/{loaded}/mcp" in log
     assert f"404 POST {BASE_URL}nbmcp/kernels/0000-gone/mcp" in log
     assert f"200 POST {BASE_URL}nbmcp/kernels/{loaded}/mcp" not in log  # debug level: not shown at the default
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_execute_in_the_background_then_status_result_cancel(
+    js: JupyterProcess, kernels: dict[str, str], mode: str
+) -> None:
+    """A long cell in a notebook's kernel as a task (nbmcp.tasks): id at once, output so far, result, cancel."""
+    gate = js.root / f"gate-{mode}"
+    code = (
+        f"import os, time\nprint('begun', flush=True)\nwhile not os.path.exists({str(gate)!r}):\n"
+        "    time.sleep(0.02)\n'done'"
+    )
+    async with connect(js.url + "nbmcp/mcp", js.token, mode=mode) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert {"task_status", "task_result", "task_cancel"} <= names
+        begun = await client.call_tool("execute", {"code": code, "notebook": "report.ipynb", "background": True})
+        task_id = begun.structured_content["task_id"]
+        with anyio.fail_after(30):
+            while (
+                "begun" not in (status := await client.call_tool("task_status", {"task_id": task_id})).content[0].text
+            ):
+                await anyio.sleep(0.05)
+        assert status.structured_content["status"] == "working"
+        gate.touch()
+        result = await client.call_tool("task_result", {"task_id": task_id, "wait": 30})
+        assert not result.is_error and "'done'" in text_of(result), text_of(result)
+
+        never = js.root / "never"
+        stuck = await client.call_tool(
+            "execute", {"code": code.replace(str(gate), str(never)), "notebook": "report.ipynb", "background": True}
+        )
+        stuck_id = stuck.structured_content["task_id"]
+        with anyio.fail_after(30):
+            while "begun" not in (await client.call_tool("task_status", {"task_id": stuck_id})).content[0].text:
+                await anyio.sleep(0.05)
+        cancelled = await client.call_tool("task_cancel", {"task_id": stuck_id})
+        assert cancelled.structured_content["status"] == "cancelled"
+        after = await client.call_tool("execute", {"code": "1 + 1", "notebook": "report.ipynb"})
+        assert text_of(after).startswith("2"), text_of(after)
+        unknown = await client.call_tool("task_status", {"task_id": "nope"})
+        assert unknown.is_error and "no task 'nope'" in text_of(unknown)
