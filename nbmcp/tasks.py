@@ -47,7 +47,8 @@ class BackgroundTask:
     chunks: int = 0  # output chunks seen so far: progress for work of unknown length
     partial: str = ""
     result: CallToolResult | None = None
-    _task: asyncio.Task[Any] | None = field(default=None, repr=False)
+    peek: Callable[[], str] | None = field(default=None, repr=False)  # output so far, for work that is polled
+    runner: asyncio.Task[Any] | None = field(default=None, repr=False)  # the asyncio task doing the work
 
     def on_output(self, name: str, text: str) -> None:
         """Keep the tail of the output (stderr marked) for ``task_status``."""
@@ -58,6 +59,13 @@ class BackgroundTask:
     def done(self) -> bool:
         return self.status != "working"
 
+    def output_so_far(self) -> str:
+        if self.partial or self.peek is None or self.done:
+            return self.partial
+        with contextlib.suppress(Exception):
+            return self.peek()[-PARTIAL_CHARS:]
+        return ""
+
     def as_dict(self) -> dict[str, Any]:
         end = self.finished or time.time()
         return {
@@ -67,7 +75,7 @@ class BackgroundTask:
             "status": self.status,
             "elapsed_s": round(end - self.created, 3),
             "output_chunks": self.chunks,
-            "partial_output": self.partial,
+            "partial_output": self.output_so_far(),
             "result_ready": self.result is not None,
         }
 
@@ -94,7 +102,7 @@ class TaskRegistry:
             )
         task = BackgroundTask(id=secrets.token_urlsafe(12), tool=tool, summary=summary)
         self._tasks[task.id] = task
-        task._task = asyncio.get_running_loop().create_task(self._run(task, work), name=f"nbmcp-task-{task.id}")
+        task.runner = asyncio.get_running_loop().create_task(self._run(task, work), name=f"nbmcp-task-{task.id}")
         return task
 
     async def _run(self, task: BackgroundTask, work: Callable[[BackgroundTask], Awaitable[CallToolResult]]) -> None:
@@ -126,18 +134,18 @@ class TaskRegistry:
     async def wait(self, task_id: str, seconds: float) -> BackgroundTask:
         """The task, after waiting up to ``seconds`` (at most :data:`MAX_WAIT`) for it to finish."""
         task = self.get(task_id)
-        if not task.done and seconds > 0 and task._task is not None:
+        if not task.done and seconds > 0 and task.runner is not None:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(task._task), min(seconds, MAX_WAIT))
+                await asyncio.wait_for(asyncio.shield(task.runner), min(seconds, MAX_WAIT))
         return task
 
     async def cancel(self, task_id: str, timeout: float = 30.0) -> BackgroundTask:
         """Cancel the task's work (a cell: the kernel is interrupted) and wait, bounded, until it has stopped."""
         task = self.get(task_id)
-        if not task.done and task._task is not None:
-            task._task.cancel()
+        if not task.done and task.runner is not None:
+            task.runner.cancel()
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(task._task), timeout)
+                await asyncio.wait_for(asyncio.shield(task.runner), timeout)
         return task
 
     def tasks(self) -> list[BackgroundTask]:
@@ -157,7 +165,7 @@ class TaskRegistry:
 
     async def close(self) -> None:
         """Cancel everything still running (the server is going away)."""
-        running = [t._task for t in self._tasks.values() if t._task is not None and not t._task.done()]
+        running = [t.runner for t in self._tasks.values() if t.runner is not None and not t.runner.done()]
         for work in running:
             work.cancel()
         if running:
@@ -171,8 +179,8 @@ def status_result(task: BackgroundTask, *, not_finished_error: bool = False) -> 
     lines = [f"task {task.id} ({task.summary}): {task.status}, {info['elapsed_s']:.1f} s, {task.chunks} output chunks"]
     if not_finished_error:
         lines.insert(0, f"task {task.id} has not finished yet, so it has no result:")
-    if task.partial:
-        lines += ["output so far (tail):", task.partial.rstrip("\n")]
+    if info["partial_output"]:
+        lines += ["output so far (tail):", info["partial_output"].rstrip("\n")]
     lines.append(
         "fetch the result with task_result" if task.done else "still running: poll task_status, or task_cancel it"
     )

@@ -73,6 +73,8 @@ class CallPipeline:
         self.tools = tools or WorkerPool(max_running=40)
         self.reads = reads or WorkerPool(max_running=16, what="built-in reads", setting="nbmcp's read pool")
         self.approval_listeners: list[ApprovalListener] = []
+        self.background: Any = None  # BackgroundExecutes: runs of background-capable tools as tasks
+        self.background_tools: set[str] = set()  # built-in tools whose `background=True` makes them a task
         self.result_meta: dict[str, dict[str, Any]] = {}
         """``_meta`` put on every result of the built-in tool of that name (``view_object``'s ``ui``)."""
 
@@ -116,9 +118,14 @@ class CallPipeline:
         tool_context = ToolContext(sdk_context) if isinstance(sdk_context, Context) else None
         if context_param is not None and tool_context is not None:
             kwargs[context_param] = tool_context
+        if kwargs.get("background") is True and spec.builtin and spec.name in self.background_tools:
+            return await self.background.start(spec, kwargs, tool_context)
         try:
             if spec.requires_approval:
-                arguments = {k: v for k, v in kwargs.items() if k != context_param}
+                # The owner sees what the client asked for: not the context, nor a default `background=False`.
+                arguments = {
+                    k: v for k, v in kwargs.items() if k != context_param and not (k == "background" and v is False)
+                }
                 await self.approve(spec.name, arguments, tool_context)
             value, printed, displays = await self._invoke(spec, kwargs)
         except InputPending as pending:

@@ -26,6 +26,7 @@ from .. import content, frames
 from ..exceptions import ToolTimeout
 from ..sdk import announce_list_changes, quiet_mcp_server
 from .activity import Activity, CallRecord, ClientRecord
+from .background import BackgroundExecutes
 from .calls import Approver, CallPipeline, MainThreadRunner
 from .notifications import Notifier
 from .objects import OBJECT_TEMPLATES, ObjectViews, builtin_tool
@@ -38,6 +39,7 @@ __all__ = ["MODES", "OBJECT_TEMPLATES", "CallRecord", "ClientRecord", "NbMCPServ
 
 MODES = ("read-only", "tools", "execute")
 READ_THREADS = 16  # built-in reads at once: each is bounded (a page, a summary), so a few threads serve many clients
+EXECUTE_TOOLS = {"execute", "task_status", "task_result", "task_cancel"}  # served in execute mode only
 INSTRUCTIONS = (
     "Tools and data from a live Jupyter kernel. Exposed objects (DataFrames and others) are listed by "
     "`list_objects` and readable with `describe_object` and `read_rows` (pages of rows), or as resources "
@@ -158,6 +160,8 @@ class NbMCPServer:
 
         # Code execution in the user's kernel always asks the owner, and runs between cells.
         execute = builtin_tool(self._execute, name="execute", requires_approval=True, main_thread=True)
+        self._pipeline.background = BackgroundExecutes(self._pipeline)
+        self._pipeline.background_tools.add("execute")
         # query is read-only: served in every mode, like the other read tools.
         self.query = QueryTool(registry, **(query_options or {}))
         self._builtin_tools = {
@@ -166,6 +170,7 @@ class NbMCPServer:
             "view_object": view_tool(self.views),
             "execute": execute,
         }
+        self._builtin_tools.update(self._pipeline.background.tools())  # task_*: served with execute
         self._pipeline.result_meta["view_object"] = TOOL_META
         self._unsubscribe = registry.subscribe(self._on_registry_event)
         self.sync_all()
@@ -266,7 +271,7 @@ class NbMCPServer:
     # -- mirroring the registry ----------------------------------------------------------------
 
     def _desired_tools(self) -> dict[str, ToolSpec]:
-        desired = {n: s for n, s in self._builtin_tools.items() if n != "execute" or self._mode == "execute"}
+        desired = {n: s for n, s in self._builtin_tools.items() if n not in EXECUTE_TOOLS or self._mode == "execute"}
         if self._mode != "read-only":
             desired.update({n: s for n, s in self.registry.snapshot().tools.items() if s.enabled})
         return desired
@@ -314,11 +319,13 @@ class NbMCPServer:
             structured_output=False,
         )
 
-    def _execute(self, code: str) -> Any:
-        """Run Python code in the user's live kernel, between cells, and return its output.
+    def _execute(self, code: str, background: bool = False) -> Any:
+        """Run Python code in the user's live kernel, between cells, and return its output. With
+        background=true it returns a task id at once (for long code): then task_status, task_result, task_cancel.
 
         Args:
             code: the code to run; the value of a last expression is returned.
+            background: run as a background task (approved now, run between cells, no 60 s limit).
         """
         if self.execute_runner is None:  # served only in execute mode, which needs a runner
             raise RuntimeError("execute needs a kernel: load the extension with %load_ext nbmcp")

@@ -364,9 +364,7 @@ def build_server(
         notebook: Notebook = None,
         timeout: Annotated[
             float | None,
-            Field(
-                description="Seconds before the kernel is interrupted (default: server's; none in the background)."
-            ),
+            Field(description="Seconds before the kernel is interrupted (default: server's; none in the background)."),
         ] = None,
         background: Annotated[
             bool,

@@ -211,7 +211,14 @@ async def test_switching_mode_notifies_and_read_only_hides_user_tools(
             await eventually(
                 kernel, "nbmcp.inkernel.lifecycle.current_server().mcp_server.mode", lambda v: v == "execute"
             )
-            assert await tool_names(client) == BUILTIN_READ | {"hello", "ping_busy", "execute"}
+            assert await tool_names(client) == BUILTIN_READ | {
+                "hello",
+                "ping_busy",
+                "execute",
+                "task_status",
+                "task_result",
+                "task_cancel",
+            }
     finally:
         kernel.run("%mcp mode tools").raise_for_error()
     assert "mode is tools" in kernel.run("%mcp mode").raise_for_error().stdout
