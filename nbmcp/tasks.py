@@ -189,3 +189,145 @@ def status_result(task: BackgroundTask, *, not_finished_error: bool = False) -> 
 
 def _text_result(text: str, *, is_error: bool = False, data: dict[str, Any] | None = None) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data, is_error=is_error)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The 2026-era tasks extension: a client that advertises it gets `execute` as a task on the wire, resolved by the
+# client's own extension (poll tasks/get, then tasks/result), so no request stays open while a long cell runs.
+# The SDK has the hooks (server `Extension`: methods and a tools/call interceptor; client `ResultClaim`) but no
+# tasks extension of its own: this is the smallest one over them. The wire shapes follow the 2025-11-25 tasks
+# utility (Task fields, tasks/get|result|cancel), carried as an extension result (`resultType: "task"`).
+# ---------------------------------------------------------------------------------------------------------------
+
+TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
+POLL_INTERVAL_MS = 200
+
+
+def _iso(stamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp)) + f".{int(stamp % 1 * 1000):03d}Z"
+
+
+def task_wire(task: BackgroundTask, ttl: float) -> dict[str, Any]:
+    """A task as the protocol's ``Task`` object."""
+    return {
+        "taskId": task.id,
+        "status": task.status,
+        "statusMessage": f"{task.summary}: {task.chunks} output chunks so far" if not task.done else task.summary,
+        "createdAt": _iso(task.created),
+        "lastUpdatedAt": _iso(task.finished or time.time()),
+        "ttl": int(ttl * 1000),
+        "pollInterval": POLL_INTERVAL_MS,
+    }
+
+
+def client_supports_tasks(ctx: Any) -> bool:
+    """Whether this request's client advertised the tasks extension (its capabilities, in either era)."""
+    session = getattr(ctx, "session", None)
+    capabilities = getattr(session, "client_capabilities", None)
+    extensions = getattr(capabilities, "extensions", None) or {}
+    return TASKS_EXTENSION in extensions
+
+
+def tasks_extension(registry: TaskRegistry, tools: tuple[str, ...] = ("execute",)) -> Any:
+    """The server side: ``MCPServer(extensions=[tasks_extension(registry)])``. ``tools`` must take
+    ``background=True`` and answer with ``structured_content["task_id"]`` (as ``execute`` does)."""
+    from mcp.server.extension import Extension, MethodBinding
+    from mcp_types import RequestParams
+    from pydantic import Field
+
+    class TaskIdParams(RequestParams):
+        task_id: str = Field(alias="taskId")
+
+    class TasksExtension(Extension):
+        identifier = TASKS_EXTENSION
+
+        def settings(self) -> dict[str, Any]:
+            return {"tools": list(tools)}
+
+        def methods(self) -> list[Any]:
+            return [
+                MethodBinding("tasks/get", TaskIdParams, self.get),
+                MethodBinding("tasks/result", TaskIdParams, self.result),
+                MethodBinding("tasks/cancel", TaskIdParams, self.cancel),
+            ]
+
+        async def intercept_tool_call(self, params: Any, ctx: Any, call_next: Any) -> Any:
+            arguments = params.arguments if isinstance(params.arguments, dict) else None
+            if params.name not in tools or arguments is None or not client_supports_tasks(ctx):
+                return await call_next(ctx)
+            arguments["background"] = True  # the handler is invoked with these very params
+            result = await call_next(ctx)
+            started = getattr(result, "structured_content", None)
+            task_id = started.get("task_id") if isinstance(started, dict) else None
+            if task_id is None or getattr(result, "is_error", False):
+                return result  # refused (approval, too many tasks): the plain error
+            return {"resultType": "task", "task": task_wire(registry.get(task_id), registry.ttl)}
+
+        def _task(self, task_id: str) -> BackgroundTask:
+            from mcp.shared.exceptions import MCPError
+            from mcp_types import INVALID_PARAMS
+
+            try:
+                return registry.get(task_id)
+            except LookupError as exc:
+                raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
+
+        async def get(self, ctx: Any, params: Any) -> Any:
+            return task_wire(self._task(params.task_id), registry.ttl)
+
+        async def result(self, ctx: Any, params: Any) -> Any:
+            task = self._task(params.task_id)
+            task = await registry.wait(task.id, MAX_WAIT)
+            if task.result is None:
+                return status_result(task, not_finished_error=True)
+            return task.result
+
+        async def cancel(self, ctx: Any, params: Any) -> Any:
+            return task_wire(await registry.cancel(self._task(params.task_id).id), registry.ttl)
+
+    return TasksExtension()
+
+
+def tasks_client_extension() -> Any:
+    """The client side, for ``mcp.Client(extensions=[...])``: a task result is polled to its end and its result
+    returned, so ``call_tool`` answers as if the call had been plain (2026 era; nbmcp's bridge can use it too)."""
+    from typing import Literal
+
+    from mcp.client.extension import ClientExtension, ResultClaim
+    from mcp_types import CallToolResult as WireCallToolResult
+    from mcp_types import Request, RequestParams, Result
+    from pydantic import Field
+
+    class TaskIdParams(RequestParams):
+        task_id: str = Field(alias="taskId")
+
+    class TaskRequest(Request[TaskIdParams, str]):
+        method: str
+        params: TaskIdParams
+
+    class TaskState(Result):
+        task_id: str = Field(alias="taskId")
+        status: str
+        poll_interval: int | None = Field(default=None, alias="pollInterval")
+
+    class TaskCreated(Result):
+        result_type: Literal["task"] = Field(alias="resultType")
+        task: dict[str, Any]
+
+    async def resolve(created: TaskCreated, ctx: Any) -> Any:
+        task_id = created.task["taskId"]
+        params = TaskIdParams(taskId=task_id)
+        status = created.task["status"]
+        while status == "working":
+            await asyncio.sleep((created.task.get("pollInterval") or POLL_INTERVAL_MS) / 1000)
+            state = await ctx.session.send_request(TaskRequest(method="tasks/get", params=params), TaskState)
+            status = state.status
+        return await ctx.session.send_request(TaskRequest(method="tasks/result", params=params), WireCallToolResult)
+
+    class TasksClientExtension(ClientExtension):
+        identifier = TASKS_EXTENSION
+
+        def claims(self) -> list[Any]:
+            return [ResultClaim(result_type="task", model=TaskCreated, resolve=resolve)]
+
+    return TasksClientExtension()

@@ -25,6 +25,7 @@ from mcp.types import INTERNAL_ERROR, Resource, ResourceTemplate, ToolAnnotation
 from .. import content, frames
 from ..exceptions import ToolTimeout
 from ..sdk import announce_list_changes, quiet_mcp_server
+from ..tasks import tasks_extension
 from .activity import Activity, CallRecord, ClientRecord
 from .background import BackgroundExecutes
 from .calls import Approver, CallPipeline, MainThreadRunner
@@ -140,6 +141,8 @@ class NbMCPServer:
             tools=self.tool_pool,
             reads=self.read_pool,
         )
+        self._pipeline.background = BackgroundExecutes(self._pipeline)
+        self._pipeline.background_tools.add("execute")
         self._activity = Activity(self._lock, on_new_client=lambda: self._changed("clients"))
         self._notifier = Notifier(self._lock, self.views.watched_value)
         self.call_listeners: list[Callable[[CallRecord], None]] = self._activity.call_listeners
@@ -152,7 +155,9 @@ class NbMCPServer:
                 warn_on_duplicate_tools=False,
                 warn_on_duplicate_prompts=False,
                 middleware=[self._activity.middleware, self._notifier.middleware, client_key_middleware],
-                extensions=[apps_extension()],  # MCP Apps: the ui://nbmcp/table page of view_object
+                # MCP Apps (view_object's ui://nbmcp/table page); tasks: a 2026 client with the extension gets
+                # execute as a task it polls (nbmcp.tasks)
+                extensions=[apps_extension(), tasks_extension(self._pipeline.background.tasks)],
             )
         )
         announce_list_changes(self.mcp)
@@ -160,8 +165,6 @@ class NbMCPServer:
 
         # Code execution in the user's kernel always asks the owner, and runs between cells.
         execute = builtin_tool(self._execute, name="execute", requires_approval=True, main_thread=True)
-        self._pipeline.background = BackgroundExecutes(self._pipeline)
-        self._pipeline.background_tools.add("execute")
         # query is read-only: served in every mode, like the other read tools.
         self.query = QueryTool(registry, **(query_options or {}))
         self._builtin_tools = {

@@ -28,6 +28,7 @@ from ..exceptions import KernelSessionError
 from ..sdk import quiet_mcp_server
 from ..serve import KernelHandle, ServeOptions, ServeServer, attach_kernel, number_as_text
 from ..serve import build_server as build_serve_server
+from ..tasks import tasks_extension
 from .live import LiveKernelHandle, SharedNotebooks
 
 __all__ = ["JupyterKernels", "JupyterMCP", "build_server", "recording_path"]
@@ -273,8 +274,9 @@ def build_server(
     )
     serving = build_serve_server(options, kernels)
     serve = serving.mcp
+    extensions = [] if read_only or serving.tasks is None else [tasks_extension(serving.tasks)]
     server: MCPServer = quiet_mcp_server(
-        lambda: MCPServer("nbmcp-jupyter", version=__version__, instructions=_INSTRUCTIONS)
+        lambda: MCPServer("nbmcp-jupyter", version=__version__, instructions=_INSTRUCTIONS, extensions=extensions)
     )
     built = JupyterMCP(server, kernels, serving)
     reading = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)

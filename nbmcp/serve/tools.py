@@ -29,7 +29,7 @@ from .. import content
 from .._version import __version__
 from ..exceptions import KernelDeadError, KernelSessionError, StaleNotebookError
 from ..sdk import quiet_mcp_server
-from ..tasks import TaskRegistry, status_result
+from ..tasks import TaskRegistry, status_result, tasks_extension
 from .execution import ExecutionOutcome, OutputCallback
 from .inspection import describe_text, rows_text, run_probe, variables_text
 from .outputs import ProgressPump, error_result, kernel_label, outcome_result, output_kinds, text_result
@@ -76,6 +76,8 @@ def build_server(options: ServeOptions, kernels: KernelSource | None = None) -> 
             "nbmcp-serve",
             version=__version__,
             instructions=_READ_ONLY_INSTRUCTIONS if options.read_only else _INSTRUCTIONS,
+            # 2026 era: a client with the tasks extension gets `execute` as a task it polls (nbmcp.tasks)
+            extensions=[] if options.read_only else [tasks_extension(tools.tasks)],
         )
     )
     _add_inspection_tools(server, tools)

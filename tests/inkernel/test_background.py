@@ -118,3 +118,15 @@ async def test_background_still_needs_approval(server: dict, kernel: KernelHandl
     assert refused.is_error and "approval policy: none" in text_of(refused)
     assert refused.structured_content is None  # no task was started
     assert unknown.is_error and "no task 'nope'" in text_of(unknown)
+
+
+async def test_the_2026_tasks_extension_runs_execute_as_a_task(server: dict, kernel: KernelHandle) -> None:
+    """A 2026 client with nbmcp's tasks client extension: execute becomes a task on the wire, resolved for it."""
+    from nbmcp.tasks import TASKS_EXTENSION, tasks_client_extension
+
+    async with connect(server["url"], server["token"], extensions=[tasks_client_extension()]) as client:
+        assert TASKS_EXTENSION in (client.server_capabilities.extensions or {})
+        result = await client.call_tool("execute", {"code": "print('via a task')\n40 + 2"})
+        raw = await client.session.call_tool("execute", {"code": "'raw'"}, allow_claimed=True)
+    assert text_of(result) == "via a task\n42", text_of(result)
+    assert raw.result_type == "task" and raw.task["status"] == "working"
