@@ -99,6 +99,14 @@ class FakeUser:
         )
 
 
+async def test_the_context_is_not_an_argument(server: dict) -> None:
+    async with connect(server["url"], server["token"]) as client:
+        schemas = {t.name: t.input_schema for t in (await client.list_tools()).tools}
+    assert schemas["greet"].get("properties", {}) == {}  # ctx: nbmcp.ToolContext is injected, not asked for
+    assert set(schemas["summarise_sync"]["properties"]) == {"text"}
+    assert set(schemas["drop_table"]["properties"]) == {"name"}  # nor is the pipeline's own hidden context
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_elicit_accept_reaches_the_tool(server: dict, kernel: KernelHandle, mode: str) -> None:
     kernel.run("rounds.clear()").raise_for_error()
