@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio.to_thread
 import pytest
 from mcp.types import CreateMessageResult, ElicitResult, TextContent
 
 from tests.conftest import KernelHandle, connect
+from tests.node import NODE, NODE_DIR, requires_ts_sdk
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -240,3 +242,28 @@ async def test_an_open_panel_wins_over_the_client(server: dict, kernel: KernelHa
     assert text_of(results[0]) == "dropped by_panel"
     assert user.asked == []  # the client's user was never asked
     assert [(d["decided_by"], d["outcome"]) for d in audit_lines(kernel, "drop_table")[-1:]] == [("panel", "approved")]
+
+
+@requires_ts_sdk
+async def test_the_typescript_sdk_client_answers_elicitation_and_sees_the_app(server: dict) -> None:
+    """Interop: the TypeScript SDK client (handshake era) answers ctx.elicit and sees view_object's ui metadata."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    # The script imports the SDK by package name: run it from beside .ci/node's node_modules.
+    script = NODE_DIR / "ts_client.mjs"
+    shutil.copyfile(Path(__file__).parent.parent / "ts_client.mjs", script)
+    env = {**os.environ, "NBMCP_TOKEN": server["token"]}
+    done = await anyio.to_thread.run_sync(
+        lambda: subprocess.run(
+            [str(NODE), str(script), server["url"]], capture_output=True, text=True, env=env, timeout=60
+        )
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["greet"] == "hello ts, 7" and seen["asked"] == ["Who are you?"]
+    assert seen["viewMeta"] == {"ui": {"resourceUri": "ui://nbmcp/table"}}
+    assert seen["pageMime"] == "text/html;profile=mcp-app" and seen["pageHasBridge"]
