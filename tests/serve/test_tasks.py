@@ -145,7 +145,7 @@ async def test_the_2026_tasks_extension_resolves_execute_through_tasks(tmp_path:
         cwd=str(tmp_path),
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    async with Client(params, mode="2026-07-28", extensions=[tasks_client_extension()]) as client:
+    async with Client(params, mode="auto", extensions=[tasks_client_extension()]) as client:
         result = await client.call_tool("execute", {"code": "print('in a task')\n6 * 7"})
         assert not result.is_error, text_of(result)
         assert [b.text for b in result.content if isinstance(b, TextContent)][:2] == ["in a task\n", "42"]
