@@ -217,7 +217,8 @@ class CallPipeline:
                 "but the client does not support elicitation: ask the notebook's owner to open `%mcp panel`"
             ) from None
         approved = answer.action == "accept" and bool(answer.data.approve)
-        decided("client", approved, answer.action)
+        if not context.restored:  # a later stateless round re-reads the decision: audited once, when made
+            decided("client", approved, answer.action)
         if not approved:
             raise ApprovalDenied(f"the client's user declined the call to {tool!r} ({answer.action})")
 

@@ -107,6 +107,8 @@ class ToolContext:
         self._answers: dict[str, dict[str, Any]] = state.get("answers", {})
         self._last_asked: dict[str, str] = state.get("asked", {})
         self._responses = dict(sdk.input_responses or {}) if self._stateless else {}
+        self.restored = False
+        """True when the last answer came back from an earlier round's state (stateless era), not fresh."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sdk, name)
@@ -221,7 +223,8 @@ class ToolContext:
         self._asked += 1
         digest = _digest(request)
         recorded = self._answers.get(key)
-        if recorded is not None and recorded.get("q") == digest:
+        self.restored = recorded is not None and recorded.get("q") == digest
+        if recorded is not None and self.restored:
             return recorded["answer"]
         answer = self._responses.get(key)
         if answer is not None and self._last_asked.get(key) == digest:

@@ -67,6 +67,13 @@ def drop_table(name: str) -> str:
     '''Needs approval.'''
     runs.append(name)
     return f"dropped {name}"
+
+@nbmcp.tool(requires_approval=True)
+async def drop_asking(ctx: nbmcp.ToolContext) -> str:
+    '''Needs approval, then asks which table.'''
+    answer = await ctx.elicit("Which table?", {"type": "object", "properties": {"name": {"type": "string"}}})
+    runs.append(answer.data["name"])
+    return f"dropped {answer.data['name']}"
 """
     ).raise_for_error()
     return kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
@@ -215,6 +222,25 @@ async def test_approve_client_asks_the_clients_user(server: dict, kernel: Kernel
     assert kernel.value("runs") == [f"t_{mode}"]
     decisions = [(d["decided_by"], d["outcome"]) for d in audit_lines(kernel, "drop_table")[-4:]]
     assert decisions == [("client", "approved"), ("client", "denied"), ("client", "denied"), ("client", "denied")]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_approval_then_a_question_is_audited_once(server: dict, kernel: KernelHandle, mode: str) -> None:
+    """In the stateless era the approval is re-read from the sealed state on the question's round: not re-audited."""
+    kernel.run("runs.clear()").raise_for_error()
+    kernel.run("%mcp approve client").raise_for_error()
+    before = len(audit_lines(kernel, "drop_asking"))
+    try:
+        approve, which = ElicitResult(action="accept", content={"approve": True}), {"name": "t"}
+        user = FakeUser(approve, ElicitResult(action="accept", content=which))
+        async with user.client(server, mode) as client:
+            result = await client.call_tool("drop_asking", {})
+    finally:
+        kernel.run("%mcp approve ask").raise_for_error()
+    assert text_of(result) == "dropped t", text_of(result)
+    assert len(user.asked) == 2 and kernel.value("runs") == ["t"]
+    decisions = audit_lines(kernel, "drop_asking")[before:]
+    assert [(d["decided_by"], d["outcome"]) for d in decisions] == [("client", "approved")]
 
 
 async def test_an_open_panel_wins_over_the_client(server: dict, kernel: KernelHandle) -> None:
