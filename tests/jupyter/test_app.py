@@ -519,3 +519,13 @@ async def test_execute_in_the_background_then_status_result_cancel(
         assert text_of(after).startswith("2"), text_of(after)
         unknown = await client.call_tool("task_status", {"task_id": "nope"})
         assert unknown.is_error and "no task 'nope'" in text_of(unknown)
+    if mode == "auto":  # the 2026 tasks extension: execute is a task on the wire, resolved by the client's extension
+        from nbmcp.tasks import tasks_client_extension
+
+        async with connect(js.url + "nbmcp/mcp", js.token, extensions=[tasks_client_extension()]) as client:
+            raw = await client.session.call_tool(
+                "execute", {"code": "'as a task'", "notebook": "report.ipynb"}, allow_claimed=True
+            )
+            assert raw.result_type == "task"
+            resolved = await client.call_tool("execute", {"code": "'resolved'", "notebook": "report.ipynb"})
+            assert text_of(resolved).startswith("'resolved'"), text_of(resolved)
