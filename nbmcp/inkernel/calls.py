@@ -73,6 +73,7 @@ class CallPipeline:
         self.tools = tools or WorkerPool(max_running=40)
         self.reads = reads or WorkerPool(max_running=16, what="built-in reads", setting="nbmcp's read pool")
         self.approval_listeners: list[ApprovalListener] = []
+        self.approval_timeout: Callable[[], float] = lambda: 120.0  # the server's current setting (the panel sets it)
         self.background: Any = None  # BackgroundExecutes: runs of background-capable tools as tasks
         self.background_tools: set[str] = set()  # built-in tools whose `background=True` makes them a task
         self.result_meta: dict[str, dict[str, Any]] = {}
@@ -205,11 +206,20 @@ class CallPipeline:
         shown = json.dumps(arguments, default=str)
         if len(shown) > 500:
             shown = shown[:500] + "…"
+        timeout = self.approval_timeout()
         try:
-            answer = await context.elicit(
-                f"The notebook's MCP server asks: allow the tool {tool!r} to run with arguments {shown}?",
-                _ApproveCall,
+            answer = await asyncio.wait_for(
+                context.elicit(
+                    f"The notebook's MCP server asks: allow the tool {tool!r} to run with arguments {shown}?",
+                    _ApproveCall,
+                ),
+                timeout,
             )
+        except asyncio.TimeoutError:  # as with the panel: no answer in time is a no
+            decided("client", False, f"no answer within {timeout:g} s")
+            raise ApprovalDenied(
+                f"the client's user did not answer within {timeout:g} s, so the call to {tool!r} was declined"
+            ) from None
         except ClientUnsupported:
             decided("client", False, "the client cannot ask its user (no elicitation)")
             raise ApprovalDenied(

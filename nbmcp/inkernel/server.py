@@ -141,6 +141,7 @@ class NbMCPServer:
             tools=self.tool_pool,
             reads=self.read_pool,
         )
+        self._pipeline.approval_timeout = lambda: float(self.approval_timeout)  # for approvals asked of the client
         self._pipeline.background = BackgroundExecutes(self._pipeline)
         self._pipeline.background_tools.add("execute")
         self._activity = Activity(self._lock, on_new_client=lambda: self._changed("clients"))

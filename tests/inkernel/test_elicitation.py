@@ -243,6 +243,31 @@ async def test_an_approval_then_a_question_is_audited_once(server: dict, kernel:
     assert [(d["decided_by"], d["outcome"]) for d in decisions] == [("client", "approved")]
 
 
+async def test_a_client_approval_not_answered_in_time_is_a_no(server: dict, kernel: KernelHandle) -> None:
+    import time
+
+    import anyio
+
+    async def slow_user(context: Any, params: Any) -> ElicitResult:
+        await anyio.sleep(10)  # a person who walked away
+        return ElicitResult(action="accept", content={"approve": True})
+
+    server_of = "(__import__('nbmcp.inkernel.lifecycle').inkernel.lifecycle.current_server().mcp_server)"
+    kernel.run(f"runs.clear(); {server_of}.approval_timeout = 1").raise_for_error()
+    kernel.run("%mcp approve client").raise_for_error()
+    try:
+        async with connect(server["url"], server["token"], mode="legacy", elicitation_callback=slow_user) as client:
+            started = time.perf_counter()
+            result = await client.call_tool("drop_table", {"name": "late"})
+            elapsed = time.perf_counter() - started
+    finally:
+        kernel.run("%mcp approve ask").raise_for_error()
+        kernel.run(f"{server_of}.approval_timeout = 120").raise_for_error()
+    assert result.is_error and "did not answer within 1 s" in text_of(result), text_of(result)
+    assert elapsed < 8 and kernel.value("runs") == []
+    assert [(d["decided_by"], d["outcome"]) for d in audit_lines(kernel, "drop_table")[-1:]] == [("client", "denied")]
+
+
 async def test_an_open_panel_wins_over_the_client(server: dict, kernel: KernelHandle) -> None:
     import anyio
     import anyio.to_thread
