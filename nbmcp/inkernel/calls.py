@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from .. import content
 from ..exceptions import ApprovalDenied, ToolTimeout
-from . import capture
+from . import capture, logs
 from .activity import current_client, mark_outcome
 from .approvals import NobodyToAsk
 from .interaction import ClientUnsupported, InputPending, ToolContext
@@ -116,7 +116,8 @@ class CallPipeline:
         In the stateless era a call that must ask the client first ends with an ``InputRequiredResult``.
         """
         sdk_context = kwargs.pop(HIDDEN_CONTEXT, None) if context_param is None else kwargs.get(context_param)
-        tool_context = ToolContext(sdk_context) if isinstance(sdk_context, Context) else None
+        # the SDK context whose log calls go through the call's log (.logs), wrapped for elicitation/sampling
+        tool_context = ToolContext(logs.notebook_context(sdk_context)) if isinstance(sdk_context, Context) else None
         if context_param is not None and tool_context is not None:
             kwargs[context_param] = tool_context
         if kwargs.get("background") is True and spec.builtin and spec.name in self.background_tools:

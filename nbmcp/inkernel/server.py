@@ -26,6 +26,7 @@ from .. import content, frames
 from ..exceptions import ToolTimeout
 from ..sdk import announce_list_changes, quiet_mcp_server
 from ..tasks import tasks_extension
+from . import logs
 from .activity import Activity, CallRecord, ClientRecord
 from .background import BackgroundExecutes
 from .calls import Approver, CallPipeline, MainThreadRunner
@@ -147,6 +148,7 @@ class NbMCPServer:
         self._activity = Activity(self._lock, on_new_client=lambda: self._changed("clients"))
         self._notifier = Notifier(self._lock, self.views.watched_value)
         self.call_listeners: list[Callable[[CallRecord], None]] = self._activity.call_listeners
+        self._logging = logs.CallLogging()
         self.mcp = quiet_mcp_server(
             lambda: _RegistryBackedMCP(
                 self.views,
@@ -155,7 +157,12 @@ class NbMCPServer:
                 subscriptions=self._notifier.bus,
                 warn_on_duplicate_tools=False,
                 warn_on_duplicate_prompts=False,
-                middleware=[self._activity.middleware, self._notifier.middleware, client_key_middleware],
+                middleware=[
+                    self._activity.middleware,
+                    self._notifier.middleware,
+                    client_key_middleware,
+                    self._logging.middleware,
+                ],
                 # MCP Apps (view_object's ui://nbmcp/table page); tasks: a 2026 client with the extension gets
                 # execute as a task it polls (nbmcp.tasks)
                 extensions=[apps_extension(), tasks_extension(self._pipeline.background.tasks)],
@@ -163,6 +170,8 @@ class NbMCPServer:
         )
         announce_list_changes(self.mcp)
         self._notifier.serve_subscribe_requests(self.mcp)
+        self._logging.serve(self.mcp)
+        logs.install()
 
         # Code execution in the user's kernel always asks the owner, and runs between cells.
         execute = builtin_tool(self._execute, name="execute", requires_approval=True, main_thread=True)
@@ -187,6 +196,7 @@ class NbMCPServer:
 
     def close(self) -> None:
         self._unsubscribe()
+        logs.uninstall()
         self._notifier.attach_loop(None)
 
     def app(self, *, path: str = "/mcp") -> Any:

@@ -1,0 +1,120 @@
+"""MCP logging from the in-kernel server: ``logging/setLevel`` (handshake era), per-request levels (2026 era),
+``ctx.info`` and friends, and Python ``logging`` records a tool emits, with the SDK client against a real kernel."""
+
+from __future__ import annotations
+
+import pytest
+from mcp import MCPError
+from mcp.types import INVALID_PARAMS, EmptyResult, SetLevelRequest, SetLevelRequestParams, TextContent
+
+from tests.conftest import KernelHandle, connect
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.timeout(90),
+    pytest.mark.filterwarnings("ignore:The logging capability is deprecated"),
+]
+
+TOOLS = '''
+%load_ext nbmcp
+import logging, nbmcp
+from nbmcp import Context
+
+tool_log = logging.getLogger("notebook.tool")
+tool_log.setLevel(logging.DEBUG)
+
+
+@nbmcp.tool
+def chatty(n: int = 1) -> str:
+    """Logs at every level, through Python's logging."""
+    for i in range(n):
+        tool_log.debug("debug %d", i)
+    tool_log.info("info record")
+    tool_log.warning("warning record")
+    tool_log.error("error record")
+    return "done"
+
+
+@nbmcp.tool
+async def tells(ctx: Context) -> str:
+    """Logs through the request context."""
+    await ctx.debug("ctx debug")
+    await ctx.info("ctx info")
+    await ctx.warning("ctx warning")
+    return "told"
+'''
+
+
+@pytest.fixture(scope="module")
+def server(kernel: KernelHandle) -> dict:
+    kernel.run(TOOLS).raise_for_error()
+    return kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, str, str | None]] = []
+
+    async def __call__(self, params) -> None:
+        self.messages.append((params.level, params.data, params.logger))
+
+    def take(self) -> list[tuple[str, str, str | None]]:
+        taken, self.messages = self.messages, []
+        return taken
+
+
+def text_of(result) -> str:
+    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+
+
+async def test_handshake_era_set_level_filters_records_and_ctx_logs(server: dict) -> None:
+    inbox = Inbox()
+    async with connect(server["url"], server["token"], mode="legacy", logging_callback=inbox) as client:
+        assert client.server_capabilities.logging is not None
+        # Before setLevel: the default, info and above.
+        assert text_of(await client.call_tool("chatty", {})) == "done"
+        assert inbox.take() == [
+            ("info", "info record", "notebook.tool"),
+            ("warning", "warning record", "notebook.tool"),
+            ("error", "error record", "notebook.tool"),
+        ]
+        await client.set_logging_level("debug")
+        result = await client.call_tool("chatty", {"n": 2})
+        assert text_of(result) == "done"  # records are log messages, never part of the result
+        assert [m[1] for m in inbox.take()] == ["debug 0", "debug 1", "info record", "warning record", "error record"]
+        await client.set_logging_level("warning")
+        assert text_of(await client.call_tool("tells", {})) == "told"
+        assert inbox.take() == [("warning", "ctx warning", None)]
+        await client.call_tool("chatty", {})
+        assert [m[0] for m in inbox.take()] == ["warning", "error"]
+
+
+async def test_modern_era_per_request_level(server: dict) -> None:
+    inbox = Inbox()
+    async with connect(
+        server["url"], server["token"], mode="2026-07-28", logging_callback=inbox, log_level="info"
+    ) as client:
+        await client.call_tool("chatty", {"n": 3})
+        assert [m[1] for m in inbox.take()] == ["info record", "warning record", "error record"]
+        await client.call_tool("tells", {})
+        assert [m[1] for m in inbox.take()] == ["ctx info", "ctx warning"]
+    silent = Inbox()
+    async with connect(server["url"], server["token"], mode="2026-07-28", logging_callback=silent) as client:
+        assert text_of(await client.call_tool("chatty", {})) == "done"
+        assert silent.take() == []  # no opt-in on the request: nothing is sent
+
+
+async def test_invalid_level_is_invalid_params(server: dict) -> None:
+    async with connect(server["url"], server["token"], mode="legacy") as client:
+        with pytest.raises(MCPError) as raised:
+            # model_construct: the SDK client would refuse to send an unknown level itself
+            params = SetLevelRequestParams.model_construct(level="loud")
+            await client.session.send_request(SetLevelRequest(params=params), EmptyResult)
+        assert raised.value.error.code == INVALID_PARAMS
+
+
+def test_records_outside_calls_still_reach_the_cell(kernel: KernelHandle, server: dict) -> None:
+    out = kernel.run("logging.getLogger('cell.logger').warning('from a cell')").raise_for_error()
+    assert "from a cell" in out.stderr  # lastResort, as without nbmcp
+    out = kernel.run("tool_log.warning('tool logger in a cell')").raise_for_error()
+    assert "tool logger in a cell" in out.stderr
