@@ -7,14 +7,16 @@ server starts.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .registry import (
+    Completer,
     PromptSpec,
     ResourceSpec,
     ToolSpec,
     caller_namespace,
+    check_completers,
     check_signature,
     default_registry,
     parse_docstring,
@@ -114,14 +116,39 @@ def tool(
     return register(fn) if fn is not None else register
 
 
-def prompt(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, title: str | None = None) -> Any:
-    """Publish a function returning a string (or messages) as an MCP prompt."""
+def prompt(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    title: str | None = None,
+    complete: Mapping[str, Completer] | None = None,
+) -> Any:
+    """Publish a function as an MCP prompt.
+
+    It may return a string, a list of messages (``{"role": ..., "content": ...}`` dicts or the SDK's message
+    objects), or content: a matplotlib figure or PIL image, MCP content blocks, or a list mixing them.
+
+    Args:
+        name: prompt name (default: the function's name).
+        title: human-readable title.
+        complete: completions offered for arguments, ``{"column": lambda prefix: [...]}`` or
+            ``{"region": ["EU", "US"]}`` (a fixed list, filtered by what the user typed).
+    """
 
     def register(func: F) -> F:
-        check_signature(func, what="prompt")
+        sig = check_signature(func, what="prompt")
         doc, params = parse_docstring(func)
+        label = f"prompt {name or func.__name__!r}"
         default_registry.add_prompt(
-            PromptSpec(fn=func, name=name or func.__name__, description=doc, param_descriptions=params, title=title)
+            PromptSpec(
+                fn=func,
+                name=name or func.__name__,
+                description=doc,
+                param_descriptions=params,
+                title=title,
+                complete=check_completers(complete, list(sig.parameters), label=label),
+            )
         )
         return func
 
@@ -129,12 +156,20 @@ def prompt(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, 
 
 
 def resource(
-    uri: str, *, name: str | None = None, description: str | None = None, mime_type: str | None = None
+    uri: str,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    mime_type: str | None = None,
+    complete: Mapping[str, Completer] | None = None,
 ) -> Callable[[F], F]:
-    """Publish a function's return value at ``uri``; ``{param}`` parts make it a template."""
+    """Publish a function's return value at ``uri``; ``{param}`` parts make it a template.
+
+    ``complete`` offers completions for a template's parameters, as for :func:`prompt`.
+    """
 
     def register(func: F) -> F:
-        check_signature(func, what="resource")
+        sig = check_signature(func, what="resource")
         doc, _ = parse_docstring(func)
         default_registry.add_resource(
             ResourceSpec(
@@ -143,6 +178,7 @@ def resource(
                 name=name or func.__name__,
                 description=description if description is not None else doc,
                 mime_type=mime_type,
+                complete=check_completers(complete, list(sig.parameters), label=f"resource {uri!r}"),
             )
         )
         return func

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "Completer",
     "ExposedObject",
     "PromptSpec",
     "Registry",
@@ -28,6 +29,8 @@ __all__ = [
 ]
 
 EventKind = Literal["tools", "prompts", "resources", "objects"]
+Completer = Callable[[str], Any] | list[str] | tuple[str, ...]
+"""Completions for one argument: ``fn(prefix) -> iterable of values``, or a fixed list filtered by prefix."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class PromptSpec:
     description: str
     param_descriptions: dict[str, str] = field(default_factory=dict)
     title: str | None = None
+    complete: dict[str, Completer] = field(default_factory=dict)
 
 
 @dataclass
@@ -79,6 +83,7 @@ class ResourceSpec:
     description: str
     mime_type: str | None = None
     enabled: bool = True
+    complete: dict[str, Completer] = field(default_factory=dict)
 
     @property
     def is_template(self) -> bool:
@@ -143,6 +148,26 @@ def parse_docstring(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
     if returns:
         parts.append(f"Returns: {returns}")
     return "\n\n".join(parts), params
+
+
+def check_completers(complete: Mapping[str, Any] | None, parameters: list[str], *, label: str) -> dict[str, Any]:
+    """``complete`` checked: each key one of ``parameters``, each value a callable or a list of strings."""
+    checked: dict[str, Any] = {}
+    for argument, completer in (complete or {}).items():
+        if argument not in parameters:
+            raise ValueError(
+                f"complete={{{argument!r}: ...}} of {label}: no argument named {argument!r}; "
+                f"its arguments are: {', '.join(parameters) or '(none)'}"
+            )
+        if isinstance(completer, (list, tuple)):
+            completer = [str(value) for value in completer]
+        elif not callable(completer):
+            raise TypeError(
+                f"complete[{argument!r}] of {label} must be a function of the typed prefix or a list of values, "
+                f"not {type(completer).__name__}"
+            )
+        checked[argument] = completer
+    return checked
 
 
 def check_signature(fn: Callable[..., Any], *, what: str = "tool") -> inspect.Signature:

@@ -30,6 +30,7 @@ from . import logs
 from .activity import Activity, CallRecord, ClientRecord
 from .background import BackgroundExecutes
 from .calls import Approver, CallPipeline, MainThreadRunner
+from .completion import Completions
 from .notifications import Notifier
 from .objects import OBJECT_TEMPLATES, ObjectViews, builtin_tool
 from .query import QueryTool
@@ -171,6 +172,7 @@ class NbMCPServer:
         announce_list_changes(self.mcp)
         self._notifier.serve_subscribe_requests(self.mcp)
         self._logging.serve(self.mcp)
+        Completions(registry).serve(self.mcp)
         logs.install()
 
         # Code execution in the user's kernel always asks the owner, and runs between cells.
