@@ -17,6 +17,7 @@ from .registry import (
     ToolSpec,
     caller_namespace,
     check_completers,
+    check_icons,
     check_signature,
     default_registry,
     parse_docstring,
@@ -55,6 +56,12 @@ def tool(
     timeout: float | None = None,
     main_thread: bool = False,
     confirm: bool | None = None,
+    destructive: bool | None = None,
+    idempotent: bool | None = None,
+    open_world: bool | None = None,
+    icons: list[Any] | None = None,
+    input_schema: Mapping[str, Any] | None = None,
+    structured_output: bool | None = None,
 ) -> Callable[[F], F]: ...
 def tool(
     fn: Callable[..., Any] | None = None,
@@ -68,6 +75,12 @@ def tool(
     timeout: float | None = None,
     main_thread: bool = False,
     confirm: bool | None = None,
+    destructive: bool | None = None,
+    idempotent: bool | None = None,
+    open_world: bool | None = None,
+    icons: list[Any] | None = None,
+    input_schema: Mapping[str, Any] | None = None,
+    structured_output: bool | None = None,
 ) -> Any:
     """Publish a function as an MCP tool; returns the function unchanged.
 
@@ -83,6 +96,15 @@ def tool(
         timeout: seconds before a call is abandoned with an error.
         main_thread: run on the kernel's main thread, between cells.
         confirm: deprecated spelling of ``requires_approval``.
+        destructive: hint that the tool may destroy data (MCP ``destructiveHint``).
+        idempotent: hint that repeating a call changes nothing more (``idempotentHint``).
+        open_world: hint that the tool reaches outside the notebook, e.g. the web (``openWorldHint``).
+        icons: icons for clients: URLs (``https:`` or ``data:``) or ``{"src", "mimeType", "sizes"}`` dicts.
+        input_schema: a JSON Schema for the arguments, published verbatim (``$defs``, ``oneOf``,
+            ``additionalProperties``...) and checked on every call; its properties must be parameters.
+        structured_output: ``None`` (default): an ``outputSchema`` and validated ``structuredContent`` when the
+            return annotation is data (TypedDict, dataclass, pydantic model, ``dict[str, X]``, ``list[X]``);
+            ``False``: never; ``True``: also for other annotations the SDK can model (``-> int``).
     """
     if confirm is not None:
         warnings.warn(
@@ -98,6 +120,11 @@ def tool(
         tool_name = name or func.__name__
         if tool_name == "<lambda>":
             raise TypeError("a lambda has no name: use @nbmcp.tool(name=...)")
+        schema = None
+        if input_schema is not None:
+            from .structured import check_input_schema
+
+            schema = check_input_schema(input_schema, func, label=f"tool {tool_name!r}")
         default_registry.add_tool(
             ToolSpec(
                 fn=func,
@@ -109,6 +136,12 @@ def tool(
                 requires_approval=requires_approval,
                 timeout=timeout,
                 main_thread=main_thread,
+                destructive=destructive,
+                idempotent=idempotent,
+                open_world=open_world,
+                icons=check_icons(icons, label=f"tool {tool_name!r}"),
+                input_schema=schema,
+                structured_output=structured_output,
             )
         )
         return func

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from .. import content
 from ..exceptions import ApprovalDenied, ToolTimeout
-from . import capture, logs
+from . import capture, logs, structured
 from .activity import current_client, mark_outcome
 from .approvals import NobodyToAsk
 from .interaction import ClientUnsupported, InputPending, ToolContext
@@ -84,8 +84,14 @@ class CallPipeline:
         hints = typing.get_type_hints(spec.fn, include_extras=True)
         signature = inspect.signature(spec.fn)
         params = []
+        unset: set[str] = set()  # with an input_schema: parameters the client may leave out (not the SDK's call)
         for param in signature.parameters.values():
             annotation = hints.get(param.name, Any if param.annotation is param.empty else param.annotation)
+            if spec.input_schema is not None and not _is_context(annotation):
+                annotation = Any  # the input_schema validates; the SDK's model passes the JSON through
+                if param.default is param.empty:
+                    param = param.replace(default=None)
+                    unset.add(param.name)
             description = spec.param_descriptions.get(param.name)
             if description and not _is_context(annotation):
                 annotation = Annotated[annotation, Field(description=description)]
@@ -99,10 +105,15 @@ class CallPipeline:
             params.insert(at, hidden)
 
         async def shim(**kwargs: Any) -> CallToolResult | InputRequiredResult:
+            if unset:
+                kwargs = {k: v for k, v in kwargs.items() if not (v is None and k in unset)}
             return await self.run(spec, kwargs, context_param)
 
         # The SDK reads the schema from the signature; a plain function has no typed __signature__ slot.
-        cast(Any, shim).__signature__ = signature.replace(parameters=params, return_annotation=inspect.Signature.empty)
+        # A return annotation the SDK can model gives the tool its outputSchema (see .structured).
+        cast(Any, shim).__signature__ = signature.replace(
+            parameters=params, return_annotation=structured.return_annotation(spec)
+        )
         shim.__annotations__ = {p.name: p.annotation for p in params}
         shim.__name__ = spec.name
         shim.__doc__ = spec.description
@@ -123,6 +134,7 @@ class CallPipeline:
         if kwargs.get("background") is True and spec.builtin and spec.name in self.background_tools:
             return await self.background.start(spec, kwargs, tool_context)
         try:
+            structured.validate_arguments(spec, {k: v for k, v in kwargs.items() if k != context_param})
             if spec.requires_approval:
                 # The owner sees what the client asked for: not the context, nor a default `background=False`.
                 arguments = {
@@ -132,6 +144,8 @@ class CallPipeline:
             value, printed, displays = await self._invoke(spec, kwargs)
         except InputPending as pending:
             return pending.result
+        except structured.InvalidArguments as exc:
+            return _error_result(str(exc))
         except ApprovalDenied as exc:
             return mark_outcome(_error_result(str(exc)), "denied")
         except ToolTimeout as exc:
@@ -145,13 +159,22 @@ class CallPipeline:
         except Exception as exc:
             return content.apply_budget(content.exception_converted(exc), self.output_budget, self.outputs).to_result()
         converted = content.convert(value, image_max_px=self.image_max_px)
+        try:
+            schema_bound = structured.structured_content(spec, value)
+        except structured.InvalidOutput as exc:
+            return _error_result(str(exc))
+        if schema_bound is not None:  # validated data must reach the client whole: the budget cuts the text
+            converted.structured = schema_bound
         shown = [content.convert_mime_bundle(data, meta, image_max_px=self.image_max_px) for data, meta in displays]
         before = ([TextContent(type="text", text=printed.rstrip("\n"))] if printed.strip() else []) + [
             block for item in shown for block in item.content
         ]
         converted.content[:0] = before
         budgeted = content.apply_budget(
-            converted, self.output_budget, self.outputs, budget_structured=spec.budget_structured
+            converted,
+            self.output_budget,
+            self.outputs,
+            budget_structured=spec.budget_structured and schema_bound is None,
         )
         result = budgeted.to_result()
         if spec.builtin and spec.name in self.result_meta:

@@ -59,6 +59,16 @@ class ToolSpec:
     # False for results whose structured content is bounded already (a page of rows the client asked for):
     # the output budget then cuts only the text.
     budget_structured: bool = True
+    # Hints for clients (MCP tool annotations); None leaves the protocol's default.
+    destructive: bool | None = None
+    idempotent: bool | None = None
+    open_world: bool | None = None
+    # Icons as given: URLs, ``{"src": ..., "mimeType": ..., "sizes": [...]}`` dicts or the SDK's ``Icon``.
+    icons: list[Any] | None = None
+    # A JSON Schema for the arguments, published verbatim and validated (when type hints cannot say it).
+    input_schema: dict[str, Any] | None = None
+    # None: an outputSchema when the return annotation is data; False: never; True: always (or an error).
+    structured_output: bool | None = None
 
 
 @dataclass
@@ -168,6 +178,23 @@ def check_completers(complete: Mapping[str, Any] | None, parameters: list[str], 
             )
         checked[argument] = completer
     return checked
+
+
+def check_icons(icons: list[Any] | None, *, label: str) -> list[Any] | None:
+    """``icons`` checked: each a URL string, a dict with ``src``, or an object with a ``src`` (the SDK's Icon)."""
+    if icons is None:
+        return None
+    if isinstance(icons, (str, dict)):
+        icons = [icons]
+    for icon in icons:
+        src = (
+            icon if isinstance(icon, str) else icon.get("src") if isinstance(icon, dict) else getattr(icon, "src", None)
+        )
+        if not isinstance(src, str) or not src.startswith(("https:", "http:", "data:")):
+            raise ValueError(
+                f"icon {icon!r} of {label}: give an https: or data: URL, or {{'src': url, 'mimeType': ...}}"
+            )
+    return list(icons)
 
 
 def check_signature(fn: Callable[..., Any], *, what: str = "tool") -> inspect.Signature:

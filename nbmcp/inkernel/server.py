@@ -20,13 +20,14 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.prompts import Prompt
 from mcp.shared.exceptions import MCPError
-from mcp.types import INTERNAL_ERROR, Resource, ResourceTemplate, ToolAnnotations
+from mcp.types import INTERNAL_ERROR, Resource, ResourceTemplate
+from mcp.types import Tool as MCPTool
 
 from .. import content, frames
 from ..exceptions import ToolTimeout
 from ..sdk import announce_list_changes, quiet_mcp_server
 from ..tasks import tasks_extension
-from . import logs
+from . import logs, structured, toolmeta
 from .activity import Activity, CallRecord, ClientRecord
 from .background import BackgroundExecutes
 from .calls import Approver, CallPipeline, MainThreadRunner
@@ -69,6 +70,14 @@ class _RegistryBackedMCP(MCPServer):
     def __init__(self, views: ObjectViews, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._views = views
+        self.input_schemas: dict[str, dict[str, Any]] = {}  # @nbmcp.tool(input_schema=...), listed verbatim
+
+    async def list_tools(self) -> list[MCPTool]:
+        tools = await super().list_tools()
+        for tool in tools:
+            if tool.name in self.input_schemas:
+                tool.input_schema = self.input_schemas[tool.name]
+        return tools
 
     async def list_resources(self) -> list[Resource]:
         return self._views.list_resources() + await super().list_resources()
@@ -163,6 +172,7 @@ class NbMCPServer:
                     self._notifier.middleware,
                     client_key_middleware,
                     self._logging.middleware,
+                    structured.remember_arguments,
                 ],
                 # MCP Apps (view_object's ui://nbmcp/table page); tasks: a 2026 client with the extension gets
                 # execute as a task it polls (nbmcp.tasks)
@@ -325,14 +335,18 @@ class NbMCPServer:
         )
 
     def _add_sdk_tool(self, spec: ToolSpec) -> None:
+        self.mcp.input_schemas.pop(spec.name, None)
+        if spec.input_schema is not None:
+            self.mcp.input_schemas[spec.name] = spec.input_schema
         self.mcp.add_tool(
             self._pipeline.shim(spec),
             name=spec.name,
             title=spec.title,
             description=spec.description or None,
-            annotations=ToolAnnotations(read_only_hint=True) if spec.read_only else None,
+            annotations=toolmeta.annotations_of(spec),
+            icons=toolmeta.icons_of(spec.icons),
             meta=self._pipeline.result_meta.get(spec.name) if spec.builtin else None,
-            structured_output=False,
+            structured_output=None if structured.output_metadata(spec) is not None else False,
         )
 
     def _execute(self, code: str, background: bool = False) -> Any:
