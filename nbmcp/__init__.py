@@ -20,6 +20,7 @@ from .exceptions import (
     UpstreamError,
 )
 from .inkernel.api import (
+    embed_resource,
     expose,
     info,
     load_ipython_extension,
@@ -45,6 +46,7 @@ __all__ = [
     "ToolTimeout",
     "UpstreamError",
     "__version__",
+    "embed_resource",
     "expose",
     "info",
     "load_ipython_extension",

@@ -96,6 +96,7 @@ def test_public_api() -> None:
             "ToolTimeout",
             "UpstreamError",
             "__version__",
+            "embed_resource",
             "expose",
             "info",
             "load_ipython_extension",

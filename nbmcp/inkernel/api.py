@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .registry import (
     Completer,
+    EmbeddedResourceRef,
     PromptSpec,
     ResourceSpec,
     ToolSpec,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from .lifecycle import ServerInfo
 
 __all__ = [
+    "embed_resource",
     "expose",
     "info",
     "load_ipython_extension",
@@ -217,6 +219,14 @@ def resource(
         return func
 
     return register
+
+
+def embed_resource(uri: str) -> EmbeddedResourceRef:
+    """In a prompt's messages: the resource at ``uri`` (e.g. ``nbmcp://objects/sales/rows/0/20``, a page of an
+    exposed frame), embedded in the message when the prompt is rendered."""
+    if not isinstance(uri, str) or "://" not in uri:
+        raise ValueError(f"embed_resource() needs a resource URI such as 'nbmcp://objects/sales', not {uri!r}")
+    return EmbeddedResourceRef(uri)
 
 
 _NOTHING: Any = object()

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 __all__ = [
     "Completer",
+    "EmbeddedResourceRef",
     "ExposedObject",
     "PromptSpec",
     "Registry",
@@ -81,6 +82,13 @@ class PromptSpec:
     param_descriptions: dict[str, str] = field(default_factory=dict)
     title: str | None = None
     complete: dict[str, Completer] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EmbeddedResourceRef:
+    """A prompt's request to embed the resource at ``uri`` (read when the prompt is rendered)."""
+
+    uri: str
 
 
 @dataclass

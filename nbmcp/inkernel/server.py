@@ -27,7 +27,7 @@ from .. import content, frames
 from ..exceptions import ToolTimeout
 from ..sdk import announce_list_changes, quiet_mcp_server
 from ..tasks import tasks_extension
-from . import logs, structured, toolmeta
+from . import logs, prompts, structured, toolmeta
 from .activity import Activity, CallRecord, ClientRecord
 from .background import BackgroundExecutes
 from .calls import Approver, CallPipeline, MainThreadRunner
@@ -330,8 +330,9 @@ class NbMCPServer:
             self._announce("resources")
 
     def _add_sdk_prompt(self, spec: PromptSpec) -> None:
+        render = prompts.rendering(spec, self.views.read_resource, image_max_px=self.image_max_px)
         self.mcp.add_prompt(
-            Prompt.from_function(spec.fn, name=spec.name, title=spec.title, description=spec.description)
+            Prompt.from_function(render, name=spec.name, title=spec.title, description=spec.description)
         )
 
     def _add_sdk_tool(self, spec: ToolSpec) -> None:
