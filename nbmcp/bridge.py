@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
-__all__ = ["run_bridge", "unreachable_message"]
+__all__ = ["Relay", "run_bridge", "unreachable_message"]
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
@@ -80,13 +81,132 @@ async def _status_of(url: str, token: str | None, *, get: bool = False) -> int |
         return None
 
 
+class Relay:
+    """What the upstream server sends the bridge as a client — log messages, elicitation, sampling and roots
+    requests — passed to the downstream client, answers passed back.
+
+    The upstream sends them while it serves a request; the bridge serves one downstream request with one
+    upstream request, so they go to the downstream request in flight (the latest, when several are), as part
+    of it: request-scoped, which the 2026 era requires. Log levels: a handshake-era client's
+    ``logging/setLevel`` is forwarded; a 2026-era request's ``_meta`` level becomes the upstream connection's
+    level for its duration, and messages are filtered by that request's level before they go down.
+    """
+
+    def __init__(self) -> None:
+        self.upstream: Any = None
+        self._inflight: list[Any] = []
+        self._last: Any = None  # the latest downstream request context (roots may be asked between calls)
+        self._upstream_level: str | None = None
+
+    def client_callbacks(self) -> dict[str, Any]:
+        """Callbacks for the upstream ``mcp.Client``: each server→client message type the SDK surfaces."""
+        return {
+            "logging_callback": self._log,
+            "elicitation_callback": self._elicit,
+            "sampling_callback": self._sample,
+            "list_roots_callback": self._roots,
+        }
+
+    @contextlib.asynccontextmanager
+    async def serving(self, ctx: Any) -> AsyncIterator[None]:
+        """While the upstream serves the downstream request ``ctx``: relay to it, at its log level."""
+        from mcp.types import LOG_LEVEL_META_KEY
+
+        self._last = ctx
+        level = (ctx.meta or {}).get(LOG_LEVEL_META_KEY) if self._modern(ctx) else None
+        if level is not None and level != self._upstream_level and self.upstream is not None:
+            await self._set_upstream_level(level)
+        self._inflight.append(ctx)
+        try:
+            yield
+        finally:
+            self._inflight.remove(ctx)
+
+    def serve_set_level(self, server: Any) -> None:
+        """Serve ``logging/setLevel`` downstream (handshake era) by forwarding it upstream."""
+        from mcp.types import EmptyResult, SetLevelRequestParams
+
+        async def set_level(ctx: Any, params: SetLevelRequestParams) -> EmptyResult:
+            await self._set_upstream_level(params.level)
+            return EmptyResult()
+
+        server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
+
+    async def _set_upstream_level(self, level: str) -> None:
+        import warnings
+
+        with warnings.catch_warnings():  # the SDK marks logging deprecated for 2026; the bridge speaks both eras
+            warnings.simplefilter("ignore")
+            await self.upstream.set_logging_level(level)
+        self._upstream_level = level
+
+    @staticmethod
+    def _modern(ctx: Any) -> bool:
+        from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+        return ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+    def _target(self) -> Any:
+        return self._inflight[-1] if self._inflight else None
+
+    async def _log(self, params: Any) -> None:
+        import mcp.types as types
+        from mcp.server.connection import allowed_log_levels
+
+        ctx = self._target()
+        if ctx is None:
+            return  # nothing in flight: a 2026-era client could not take it, a handshake one did not ask
+        if self._modern(ctx) and params.level not in allowed_log_levels(ctx.protocol_version, ctx.meta):
+            return
+        with contextlib.suppress(Exception):  # a client that went away must not break the upstream call
+            await ctx.session.send_notification(
+                types.LoggingMessageNotification(params=params), related_request_id=ctx.request_id
+            )
+
+    async def _ask(self, request: Any, result_type: Any, *, scoped: bool = True) -> Any:
+        import mcp.types as types
+        from mcp import MCPError
+        from mcp.shared.message import ServerMessageMetadata
+
+        ctx = self._target() if scoped else (self._target() or self._last)
+        if ctx is None:
+            return types.ErrorData(
+                code=types.INVALID_REQUEST, message=f"{request.method}: the bridge has no client request to ask through"
+            )
+        metadata = ServerMessageMetadata(related_request_id=ctx.request_id) if scoped else None
+        try:
+            return await ctx.session.send_request(request, result_type, metadata=metadata)
+        except MCPError as exc:
+            return exc.error
+        except Exception as exc:  # e.g. a 2026-era client, which takes no server→client requests
+            return types.ErrorData(code=types.INTERNAL_ERROR, message=f"{request.method} through the bridge: {exc}")
+
+    async def _elicit(self, context: Any, params: Any) -> Any:
+        import mcp.types as types
+
+        return await self._ask(types.ElicitRequest(params=params), types.ElicitResult)
+
+    async def _sample(self, context: Any, params: Any) -> Any:
+        import mcp.types as types
+
+        return await self._ask(types.CreateMessageRequest(params=params), types.CreateMessageResult)
+
+    async def _roots(self, context: Any) -> Any:
+        import mcp.types as types
+
+        return await self._ask(types.ListRootsRequest(), types.ListRootsResult, scoped=False)
+
+
 async def run_bridge(url: str, token: str | None) -> None:
     """Serve stdio, forwarding every tool, resource and prompt request to the MCP server at ``url``.
 
-    Generic: the upstream's tools, resources (and templates, subscriptions) and prompts are re-served as
-    they are, progress notifications of a call are relayed, and upstream ``list_changed`` /
+    Generic: the upstream's tools, resources (and templates, subscriptions), prompts and completions are
+    re-served as they are, progress notifications of a call are relayed, and upstream ``list_changed`` /
     ``resources/updated`` notifications are forwarded (to handshake-era sessions directly, to 2026-era
-    clients through ``subscriptions/listen``).
+    clients through ``subscriptions/listen``). What the upstream sends while serving a request — log
+    messages, and requests to the client (elicitation, sampling, roots) — goes to the client of the request
+    in flight (:class:`Relay`), with the client's answer sent back up. The client's log level
+    (``logging/setLevel``, or a 2026-era request's ``_meta`` level) is passed upstream.
     """
     import anyio
     import mcp.types as types
@@ -133,9 +253,11 @@ async def run_bridge(url: str, token: str | None) -> None:
 
     async with contextlib.AsyncExitStack() as stack:
         try:
+            relay = Relay()
             upstream = await stack.enter_async_context(
-                connect(url, token, mode="legacy", message_handler=forward, cache=None)
+                connect(url, token, mode="legacy", message_handler=forward, cache=None, **relay.client_callbacks())
             )
+            relay.upstream = upstream
         except Exception as exc:  # the upstream is not there: one line that says what to do, no traceback
             raise ConnectionError(await unreachable_message(url, token, exc)) from None
 
@@ -146,10 +268,11 @@ async def run_bridge(url: str, token: str | None) -> None:
         async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
             remember(ctx)
 
-            async def relay(progress: float, total: float | None, message: str | None) -> None:
-                await ctx.session.report_progress(progress, total, message)
+            async def progress(value: float, total: float | None, message: str | None) -> None:
+                await ctx.session.report_progress(value, total, message)
 
-            return await upstream.call_tool(params.name, params.arguments, progress_callback=relay)
+            async with relay.serving(ctx):
+                return await upstream.call_tool(params.name, params.arguments, progress_callback=progress)
 
         async def list_resources(ctx: Any, params: Any) -> types.ListResourcesResult:
             remember(ctx)
@@ -159,7 +282,8 @@ async def run_bridge(url: str, token: str | None) -> None:
             return await upstream.list_resource_templates(cursor=params.cursor if params else None)
 
         async def read_resource(ctx: Any, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
-            return await upstream.read_resource(str(params.uri))
+            async with relay.serving(ctx):
+                return await upstream.read_resource(str(params.uri))
 
         async def subscribe(ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
             remember(ctx)
@@ -173,7 +297,14 @@ async def run_bridge(url: str, token: str | None) -> None:
             return await upstream.list_prompts(cursor=params.cursor if params else None)
 
         async def get_prompt(ctx: Any, params: types.GetPromptRequestParams) -> types.GetPromptResult:
-            return await upstream.get_prompt(params.name, params.arguments)
+            async with relay.serving(ctx):
+                return await upstream.get_prompt(params.name, params.arguments)
+
+        async def complete(ctx: Any, params: types.CompleteRequestParams) -> types.CompleteResult:
+            if upstream.server_capabilities is None or upstream.server_capabilities.completions is None:
+                return types.CompleteResult(completion=types.Completion(values=[]))
+            context = params.context.arguments if params.context else None
+            return await upstream.complete(params.ref, params.argument.model_dump(), context_arguments=context)
 
         info = upstream.server_info
         server: Server[Any] = Server(
@@ -190,7 +321,9 @@ async def run_bridge(url: str, token: str | None) -> None:
             on_list_prompts=list_prompts,
             on_get_prompt=get_prompt,
             on_subscriptions_listen=ListenHandler(bus),
+            on_completion=complete,
         )
+        relay.serve_set_level(server)
         options = server.create_initialization_options(
             NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True)
         )
