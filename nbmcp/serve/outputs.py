@@ -50,10 +50,13 @@ def outcome_result(
     budget: int = content.DEFAULT_OUTPUT_BUDGET,
     store: content.OutputStore | None = None,
     image_max_px: int = content.DEFAULT_IMAGE_MAX_PX,
+    omit_streams: tuple[str, ...] = (),
 ) -> CallToolResult:
     """One ``execute`` as a tool result: outputs in order (stream text, results, images, errors),
-    budget applied, then a status line; structured content for programmatic clients."""
-    converted = content.convert_outputs(outcome.outputs, image_max_px=image_max_px)
+    budget applied, then a status line; structured content for programmatic clients. Streams named in
+    ``omit_streams`` (stderr, when it went to the client as log messages) are left out of the content."""
+    shown = [o for o in outcome.outputs if not (o.get("output_type") == "stream" and o.get("name") in omit_streams)]
+    converted = content.convert_outputs(shown, image_max_px=image_max_px)
     converted = content.apply_budget(converted, budget, store)
     data = converted.structured
     if isinstance(data, dict):

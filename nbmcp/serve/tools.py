@@ -30,6 +30,7 @@ from .._version import __version__
 from ..exceptions import KernelDeadError, KernelSessionError, StaleNotebookError
 from ..sdk import quiet_mcp_server
 from ..tasks import TaskRegistry, status_result, tasks_extension
+from . import logs as serve_logs
 from .execution import ExecutionOutcome, OutputCallback
 from .inspection import describe_text, rows_text, run_probe, variables_text
 from .outputs import ProgressPump, error_result, kernel_label, outcome_result, output_kinds, text_result
@@ -80,6 +81,7 @@ def build_server(options: ServeOptions, kernels: KernelSource | None = None) -> 
             extensions=[] if options.read_only else [tasks_extension(tools.tasks)],
         )
     )
+    serve_logs.serve_set_level(server)
     _add_inspection_tools(server, tools)
     _add_output_resource(server, tools)
     if not options.read_only:
@@ -226,12 +228,14 @@ class ServeTools:
             return error_result(str(exc), session.describe())
         except KernelSessionError as exc:
             return error_result(f"execute: {exc}", session.describe())
+        logged = await serve_logs.forward_stderr(ctx, outcome.outputs)
         return outcome_result(
             outcome,
             kernel=session.describe(),
             budget=self.options.output_budget,
             store=self.store,
             image_max_px=self.options.image_max_px,
+            omit_streams=("stderr",) if logged else (),
         )
 
     # -- background execution (nbmcp.tasks)
