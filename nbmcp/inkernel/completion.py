@@ -12,6 +12,7 @@ clients ask on every keystroke.
 
 from __future__ import annotations
 
+import bisect
 import inspect
 import re
 from collections.abc import Iterable
@@ -69,6 +70,19 @@ class Completions:
         except Exception:  # a completer's failure is no reason to fail the client's keystroke
             return _empty()
 
+    def _object_names(self, prefix: str) -> CompleteResult:
+        """Exposed objects' names starting with ``prefix`` (any case): a bisection, not a scan."""
+        names, folded = self.registry.object_names()
+        key = prefix.casefold()
+        start = bisect.bisect_left(folded, key)
+        end = start
+        while end < len(folded) and folded[end].startswith(key):
+            end += 1
+        found = names[start:end]
+        return CompleteResult(
+            completion=Completion(values=list(found[:MAX_VALUES]), total=len(found), has_more=len(found) > MAX_VALUES)
+        )
+
     async def complete(self, params: CompleteRequestParams) -> CompleteResult:
         argument, prefix = params.argument.name, params.argument.value
         context = (params.context.arguments if params.context else None) or {}
@@ -81,12 +95,12 @@ class Completions:
             if user is not None:
                 return await _run_completer(user, prefix)
             if argument in _OBJECT_ARGUMENTS:
-                return _result(_object_names(snapshot), prefix)
+                return self._object_names(prefix)
         else:
             uri = params.ref.uri
             if uri in _OBJECT_TEMPLATE_URIS:
                 if argument == "name":
-                    return _result(_object_names(snapshot), prefix)
+                    return self._object_names(prefix)
                 return _empty()
             spec = snapshot.resources.get(uri)
             if spec is None or not spec.enabled:
@@ -97,10 +111,6 @@ class Completions:
         if _COLUMN_ARGUMENT.match(argument):
             return _result(_columns(snapshot, context), prefix)
         return _empty()
-
-
-def _object_names(snapshot: RegistrySnapshot) -> list[str]:
-    return sorted(name for name, exposed in snapshot.objects.items() if exposed.enabled)
 
 
 def _columns(snapshot: RegistrySnapshot, context: dict[str, str]) -> list[str]:

@@ -60,7 +60,7 @@ STATE_KEY = "nbmcp/log_level"
 # Loggers of the machinery serving the call: their records are about the server, not the tool (and sending a
 # log message must not log one more).
 _SERVER_LOGGERS = ("mcp", "mcp_types", "nbmcp", "uvicorn", "starlette", "sse_starlette", "httpx", "httpcore", "anyio")
-_LOGGED_METHODS = {"tools/call", "prompts/get", "resources/read", "completion/complete"}
+_LOGGED_METHODS = {"tools/call", "prompts/get", "resources/read"}
 
 current_log: contextvars.ContextVar[CallLog | None] = contextvars.ContextVar("nbmcp_call_log", default=None)
 

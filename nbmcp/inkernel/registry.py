@@ -245,6 +245,7 @@ class Registry:
         self.resources: dict[str, ResourceSpec] = {}
         self.objects: dict[str, ExposedObject] = {}
         self._listeners: dict[object, Callable[[RegistryEvent], None]] = {}
+        self._object_names: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # see object_names()
 
     # -- events --------------------------------------------------------------------------------
 
@@ -267,6 +268,8 @@ class Registry:
 
     def emit(self, event: RegistryEvent) -> None:
         with self._lock:
+            if event.kind == "objects":
+                self._object_names = None
             listeners = list(self._listeners.values())
         for listener in listeners:
             listener(event)
@@ -359,6 +362,15 @@ class Registry:
         if exposed is None or not exposed.enabled:
             raise KeyError(self.unknown_object_message(name))
         return exposed
+
+    def object_names(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The enabled objects' names sorted case-insensitively, and the same names case-folded (for prefix
+        search by bisection): kept until the objects change, since a client completes on every keystroke."""
+        with self._lock:
+            if self._object_names is None:
+                names = sorted((n for n, o in self.objects.items() if o.enabled), key=lambda n: (n.casefold(), n))
+                self._object_names = (tuple(names), tuple(n.casefold() for n in names))
+            return self._object_names
 
     def unknown_object_message(self, name: str) -> str:
         with self._lock:
