@@ -30,9 +30,9 @@ from .._version import __version__
 from ..exceptions import KernelDeadError, KernelSessionError, StaleNotebookError
 from ..sdk import quiet_mcp_server
 from ..tasks import TaskRegistry, status_result, tasks_extension
-from . import logs as serve_logs
 from .execution import ExecutionOutcome, OutputCallback
 from .inspection import describe_text, rows_text, run_probe, variables_text
+from .logs import forward_stderr, serve_set_level
 from .outputs import ProgressPump, error_result, kernel_label, outcome_result, output_kinds, text_result
 from .provider import ClientDisconnected, KernelHandle, KernelProvider, KernelSource, ServeOptions, cancel_on_disconnect
 from .query import run_query
@@ -81,7 +81,7 @@ def build_server(options: ServeOptions, kernels: KernelSource | None = None) -> 
             extensions=[] if options.read_only else [tasks_extension(tools.tasks)],
         )
     )
-    serve_logs.serve_set_level(server)
+    serve_set_level(server)
     _add_inspection_tools(server, tools)
     _add_output_resource(server, tools)
     if not options.read_only:
@@ -228,7 +228,7 @@ class ServeTools:
             return error_result(str(exc), session.describe())
         except KernelSessionError as exc:
             return error_result(f"execute: {exc}", session.describe())
-        logged = await serve_logs.forward_stderr(ctx, outcome.outputs)
+        logged = await forward_stderr(ctx, outcome.outputs)
         return outcome_result(
             outcome,
             kernel=session.describe(),
