@@ -25,7 +25,9 @@ from typing import Any
 
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata, func_metadata
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError
 
+from .. import frames
 from .registry import ToolSpec
 
 __all__ = [
@@ -103,7 +105,12 @@ def structured_content(spec: ToolSpec, value: Any) -> dict[str, Any] | None:
     if meta is None:
         return None
     try:
-        return meta.convert_result(value).structured_content  # type: ignore[union-attr]
+        try:
+            return meta.convert_result(value).structured_content  # type: ignore[union-attr]
+        except PydanticSerializationError:
+            # Values JSON cannot hold as they are (numpy scalars, timestamps...) inside an `Any`: made safe
+            # the way nbmcp makes every result safe, then validated again.
+            return meta.convert_result(frames.to_jsonable(value)).structured_content  # type: ignore[union-attr]
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

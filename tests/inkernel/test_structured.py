@@ -64,6 +64,12 @@ def counts() -> dict[str, int]:
 
 
 @nbmcp.tool
+def stamped() -> dict[str, typing.Any]:
+    import numpy as np
+    return {"when": pd.Timestamp("2024-01-02"), "n": np.int64(3)}
+
+
+@nbmcp.tool
 def squares(n: int) -> list[int]:
     return [i * i for i in range(n)]
 
@@ -140,6 +146,8 @@ async def test_data_annotations_get_an_output_schema_and_validated_structured_co
         assert (await client.call_tool("customer", {})).structured_content == {"name": "ana", "revenue": 120.0}
         assert (await client.call_tool("counts", {})).structured_content == {"a": 1, "b": 2}
         assert (await client.call_tool("squares", {"n": 3})).structured_content == {"result": [0, 1, 4]}
+        # values JSON cannot hold as they are, inside an Any, are made safe like every result
+        assert (await client.call_tool("stamped", {})).structured_content == {"when": "2024-01-02T00:00:00", "n": 3}
         assert (await client.call_tool("with_context", {"n": 7})).structured_content == {"n": 7}
 
         table = await client.call_tool("frame", {})
