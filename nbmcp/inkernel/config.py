@@ -78,6 +78,10 @@ class NbMCP(Configurable):
     max_abandoned_calls = Int(
         4, help="Timed-out calls of one tool whose threads still run before the tool is refused until they end."
     ).tag(config=True)
+    icons = List(
+        Unicode(),
+        help="Icons of the server shown by clients: https: or data: URLs (tools take @nbmcp.tool(icons=...)).",
+    ).tag(config=True)
 
     @default("token")
     def _token_default(self) -> str:

@@ -292,6 +292,7 @@ def start_server(
                 profile_rows=config.profile_rows,
                 profile_seconds=config.profile_seconds,
             ),
+            icons=list(config.icons) or None,
         )
         try:
             _current = InKernelServer(

@@ -35,7 +35,7 @@ from .completion import Completions
 from .notifications import Notifier
 from .objects import OBJECT_TEMPLATES, ObjectViews, builtin_tool
 from .query import QueryTool
-from .registry import PromptSpec, Registry, RegistryEvent, ToolSpec
+from .registry import PromptSpec, Registry, RegistryEvent, ToolSpec, check_icons
 from .table_app import TOOL_META, apps_extension, view_tool
 from .workers import PoolStatus, ToolBusy, WorkerPool, client_key_middleware, current_client_key
 
@@ -120,6 +120,7 @@ class NbMCPServer:
         max_calls_per_client: int = 8,
         max_abandoned_calls: int = 4,
         frame_limits: frames.Limits | None = None,
+        icons: list[Any] | None = None,
     ) -> None:
         self.registry = registry
         self.output_budget = output_budget
@@ -164,6 +165,7 @@ class NbMCPServer:
                 self.views,
                 name=name,
                 instructions=instructions or INSTRUCTIONS,
+                icons=toolmeta.icons_of(check_icons(icons, label="the server")),
                 subscriptions=self._notifier.bus,
                 warn_on_duplicate_tools=False,
                 warn_on_duplicate_prompts=False,

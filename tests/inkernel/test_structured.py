@@ -1,5 +1,5 @@
-"""Structured output, JSON-Schema inputs, annotations and icons of in-kernel tools: the SDK client in both eras
-against a real kernel."""
+"""Structured output, JSON-Schema inputs, annotations and icons of in-kernel tools and the server's icons: the SDK
+client in both eras against a real kernel."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 MODES = ["legacy", "2026-07-28"]
 
 SETUP = '''
+get_ipython().config.NbMCP.icons = ["https://example.org/notebook.png"]
 %load_ext nbmcp
 import dataclasses, typing
 import nbmcp, pandas as pd, pydantic
@@ -183,6 +184,8 @@ async def test_input_schema_is_verbatim_and_validated(server: dict, mode: str) -
         )
         assert [icon.src for icon in area.icons] == ["https://example.org/shape.png", "data:image/png;base64,AAAA"]
         assert area.icons[1].mime_type == "image/png"
+        if mode == "legacy":  # the 2026 era's discovery need not name the server
+            assert [icon.src for icon in client.server_info.icons] == ["https://example.org/notebook.png"]
 
         assert text_of(await client.call_tool("area", {"shape": {"side": 2}})) == "shape: 4.00"
         assert text_of(await client.call_tool("area", {"shape": {"r": 1}, "label": "c"})) == "c: 3.14"
