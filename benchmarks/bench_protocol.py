@@ -29,7 +29,7 @@ import anyio
 from mcp.types import ResourceTemplateReference
 from verdicts import Verdicts
 
-from tests.conftest import KernelHandle, connect, start_kernel
+from tests.conftest import connect, start_kernel
 
 SETUP = """
 %load_ext nbmcp
@@ -73,6 +73,13 @@ def work_loud_logging(n: int = 10_000) -> int:
 
 
 from nbmcp.inkernel import logs as _logs
+
+
+@nbmcp.tool
+def toggle_forwarder(on: bool) -> None:  # for the forwarder on/off comparison
+    (logging.root.addHandler if on else logging.root.removeHandler)(_logs._forwarder)
+
+
 print(json.dumps({"url": nbmcp.info().url, "token": nbmcp.info().token}))
 """
 
@@ -83,20 +90,9 @@ def median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
 
 
-async def timed(n: int, call: Any) -> list[float]:
-    for _ in range(5):
-        await call()
-    samples = []
-    for _ in range(n):
-        started = time.perf_counter()
-        await call()
-        samples.append(time.perf_counter() - started)
-    return samples
-
-
-async def measure(info: dict[str, str], n: int, kernel: KernelHandle) -> dict[str, list[float]]:
-    """Interleaved rounds of each case, so machine noise hits all alike. 2026-era clients: one that asks for
-    log messages at ``warning`` (a per-request level), one that asks for none."""
+async def measure(info: dict[str, str], n: int) -> dict[str, list[float]]:
+    """Each case called in turn, so machine noise hits all alike. 2026-era clients: one that asks for log messages
+    at ``warning`` (a per-request level), one that asks for none."""
     cases = [
         ("ping", "silent", "ping"),
         ("complete", "silent", "complete"),
@@ -121,15 +117,27 @@ async def measure(info: dict[str, str], n: int, kernel: KernelHandle) -> dict[st
                 result = await client.call_tool(what, {})
                 assert not result.is_error, result
 
-        for _ in range(4):
-            for label, who, what in cases:
-                client = clients[who]
+        async def once(label: str, who: str, what: str) -> None:
+            if what == "detached":
+                await clients[who].call_tool("toggle_forwarder", {"on": False})
+            try:
+                started = time.perf_counter()
+                await run(clients[who], "work_loud_logging" if what == "detached" else what)
+                samples[label].append(time.perf_counter() - started)
+            finally:
                 if what == "detached":
-                    kernel.run("logging.root.removeHandler(_logs._forwarder)").raise_for_error()
-                    samples[label] += await timed(n // 4, lambda c=client: run(c, "work_loud_logging"))
-                    kernel.run("logging.root.addHandler(_logs._forwarder)").raise_for_error()
-                else:
-                    samples[label] += await timed(n // 4, lambda c=client, w=what: run(c, w))
+                    await clients[who].call_tool("toggle_forwarder", {"on": True})
+
+        for _label, who, what in cases:  # warm up
+            for _ in range(3):
+                await once(_label, who, what)
+            samples[_label].clear()
+        # One call of each case in turn, so noise from other processes hits every case alike; within groups of
+        # comparable calls (a slow 10k-record call right before a trivial one would slow the trivial one down).
+        for group in (cases[:2], cases[2:]):
+            for _ in range(n):
+                for label, who, what in group:
+                    await once(label, who, what)
     return samples
 
 
@@ -142,7 +150,7 @@ def main() -> int:
     try:
         out = kernel.run(SETUP).raise_for_error().stdout.strip().splitlines()
         info = json.loads(out[-1])
-        samples = anyio.run(measure, info, n, kernel)
+        samples = anyio.run(measure, info, n)
     finally:
         kernel.shutdown()
 
