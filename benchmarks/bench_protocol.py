@@ -77,7 +77,7 @@ from nbmcp.inkernel import logs as _logs
 
 @nbmcp.tool
 def toggle_forwarder(on: bool) -> None:  # for the forwarder on/off comparison
-    (logging.root.addHandler if on else logging.root.removeHandler)(_logs._forwarder)
+    _logs._forwarder.active = on
 
 
 print(json.dumps({"url": nbmcp.info().url, "token": nbmcp.info().token}))

@@ -5,14 +5,14 @@ The level a request may log at comes from the client: in the handshake era from 
 per connection, :data:`DEFAULT_LEVEL` until the client sets one), in the 2026 era from the request's
 ``io.modelcontextprotocol/logLevel`` ``_meta`` key (absent: nothing is sent). :class:`CallLogging`'s
 middleware opens a :class:`CallLog` per request and binds it to the request's context (a context variable,
-which anyio copies into the worker thread that runs a sync tool). One handler on the root logger,
-:class:`RecordForwarder`, hands each record to the current call's log, if there is one.
+which anyio copies into the worker thread that runs a sync tool). :class:`RecordForwarder`, chained into
+Python's log-record factory, hands each record to the current call's log, if there is one.
 
 Nothing here configures logging: no levels are changed, no formatters set on the user's handlers. So a
 record reaches the client only if Python emits it at all (the logger's own level still applies: a tool
-that wants its debug records seen sets its logger to DEBUG) *and* the client asked for its level. Outside
-a call the forwarder steps aside: where it is the only handler, the record goes to ``logging.lastResort``
-as it would without nbmcp, so the user's own cells print their warnings as before.
+that wants its debug records seen sets its logger to DEBUG) *and* the client asked for its level. No
+handler is added either: outside calls records go where they went before, and ``logging.basicConfig()`` in a
+cell still works.
 """
 
 from __future__ import annotations
@@ -144,43 +144,51 @@ class CallLog:
             await asyncio.sleep(0)
 
 
-class RecordForwarder(logging.Handler):
-    """Hands ``logging`` records to the current call's :class:`CallLog` (installed on the root logger)."""
+class RecordForwarder:
+    """Hands ``logging`` records to the current call's :class:`CallLog`.
+
+    It sits in Python's log-record factory (chained to the one it found), which sees every record a logger
+    emits, rather than on the root logger as a handler: a handler there would make ``logging.basicConfig()`` a
+    no-op in the user's cells (it configures only a root logger without handlers) and would stop Python's
+    ``lastResort`` printing. During a call, ``lastResort`` (which would print the tool's warnings into the
+    tool's captured stderr, so into its result) is skipped: the record went to the client instead.
+    """
 
     def __init__(self) -> None:
-        super().__init__()
         self.formatter = logging.Formatter("%(message)s")
+        self.previous_factory: Callable[..., logging.LogRecord] = logging.LogRecord
+        self.active = False
 
-    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
-        # Overridden, not emit(): no handler lock, and the common case (no call, or a level the client did not
-        # ask for) costs one context-variable read and a set lookup.
+    def factory(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self.previous_factory(*args, **kwargs)
         log = current_log.get()
-        if log is None:
-            self._last_resort(record)
-            return False
+        if log is not None and self.active:
+            self.forward(log, record)
+        return record
+
+    def forward(self, log: CallLog, record: logging.LogRecord) -> None:
+        # The common case (a level the client did not ask for) costs a comparison and a set lookup.
         level = mcp_level(record.levelno)
         if level not in log.levels or record.name.split(".", 1)[0] in _SERVER_LOGGERS:
+            return
+        with contextlib.suppress(Exception):  # a record that cannot be formatted is the tool's problem, not the call's
+            log.emit(level, self.formatter.format(record), record.name)
+
+
+class _CallAwareLastResort(logging.Handler):
+    """Python's ``lastResort``, silent for a tool's records during its call (they went to the client)."""
+
+    def __init__(self, original: logging.Handler) -> None:
+        super().__init__(original.level)
+        self.original = original
+
+    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        if current_log.get() is not None and record.name.split(".", 1)[0] not in _SERVER_LOGGERS:
             return False
-        try:
-            log.emit(level, self.format(record), record.name)
-        except Exception:
-            self.handleError(record)
-        return True
+        return bool(self.original.handle(record))
 
     def emit(self, record: logging.LogRecord) -> None:
         self.handle(record)
-
-    def _last_resort(self, record: logging.LogRecord) -> None:
-        """Print where Python would have: with no other handler on the record's path, to ``lastResort``."""
-        last_resort = logging.lastResort
-        if last_resort is None or record.levelno < last_resort.level:
-            return
-        logger: logging.Logger | None = logging.getLogger(record.name) if record.name != "root" else logging.root
-        while logger is not None:
-            if any(handler is not self for handler in logger.handlers):
-                return
-            logger = logger.parent if logger.propagate else None
-        last_resort.handle(record)
 
 
 _forwarder = RecordForwarder()
@@ -189,20 +197,32 @@ _install_lock = threading.Lock()
 
 
 def install() -> None:
-    """Put the forwarder on the root logger (reference counted: servers share it)."""
+    """Chain the forwarder into the log-record factory (reference counted: servers share it)."""
     global _installed
     with _install_lock:
         _installed += 1
-        if _forwarder not in logging.root.handlers:
-            logging.root.addHandler(_forwarder)
+        if _forwarder.active:
+            return
+        if logging.getLogRecordFactory() is not _forwarder.factory:
+            _forwarder.previous_factory = logging.getLogRecordFactory()
+            logging.setLogRecordFactory(_forwarder.factory)
+        if logging.lastResort is not None and not isinstance(logging.lastResort, _CallAwareLastResort):
+            logging.lastResort = _CallAwareLastResort(logging.lastResort)
+        _forwarder.active = True
 
 
 def uninstall() -> None:
     global _installed
     with _install_lock:
         _installed = max(0, _installed - 1)
-        if not _installed:
-            logging.root.removeHandler(_forwarder)
+        if _installed:
+            return
+        _forwarder.active = False
+        # Undo only our own layers: something chained after us keeps working (we are then a pass-through).
+        if logging.getLogRecordFactory() is _forwarder.factory:
+            logging.setLogRecordFactory(_forwarder.previous_factory)
+        if isinstance(logging.lastResort, _CallAwareLastResort):
+            logging.lastResort = logging.lastResort.original
 
 
 class NotebookContext(Context):  # type: ignore[misc]

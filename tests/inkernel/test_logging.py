@@ -118,3 +118,13 @@ def test_records_outside_calls_still_reach_the_cell(kernel: KernelHandle, server
     assert "from a cell" in out.stderr  # lastResort, as without nbmcp
     out = kernel.run("tool_log.warning('tool logger in a cell')").raise_for_error()
     assert "tool logger in a cell" in out.stderr
+
+
+def test_basic_config_in_a_cell_still_configures_logging(kernel: KernelHandle, server: dict) -> None:
+    # nbmcp adds no handler to the root logger: basicConfig (a no-op when the root has one) still works.
+    out = kernel.run(
+        "import io\n_stream = io.StringIO()\nlogging.basicConfig(level=logging.INFO, stream=_stream)\n"
+        "logging.getLogger('cell.app').info('configured')\nprint(repr(_stream.getvalue()))\n"
+        "logging.root.removeHandler(logging.root.handlers[-1]); logging.root.setLevel(logging.WARNING)"
+    ).raise_for_error()
+    assert "INFO:cell.app:configured" in out.stdout
