@@ -7,7 +7,7 @@ measured in the same run, with the same client.
    1,000 exposed objects, vs a trivial tool call;
 2. a tool that logs 10,000 debug records (its logger at DEBUG, so every record is made and reaches nbmcp's
    forwarder: the worst case) while the client's level is ``warning``, vs the same call from a client that
-   asked for no log messages, and vs the forwarder taken off the root logger (the records made, nobody to
+   asked for no log messages, and vs Python's own record factory put back (the records made, nobody to
    hand them to: nbmcp's own share). For reference, not targets: the same tool without the logging calls,
    and with its logger at Python's default level (the records are never made; what remains is the cost of
    ``Logger.debug`` itself, which nbmcp's code never sees).
@@ -77,7 +77,8 @@ from nbmcp.inkernel import logs as _logs
 
 @nbmcp.tool
 def toggle_forwarder(on: bool) -> None:  # for the forwarder on/off comparison
-    _logs._forwarder.active = on
+    # off: Python's own record factory, as without nbmcp
+    logging.setLogRecordFactory(_logs._forwarder.factory if on else _logs._forwarder.previous_factory)
 
 
 print(json.dumps({"url": nbmcp.info().url, "token": nbmcp.info().token}))
