@@ -203,7 +203,7 @@ def install() -> None:
         _installed += 1
         if _forwarder.active:
             return
-        if logging.getLogRecordFactory() is not _forwarder.factory:
+        if logging.getLogRecordFactory() != _forwarder.factory:  # == : a bound method is a new object each time
             _forwarder.previous_factory = logging.getLogRecordFactory()
             logging.setLogRecordFactory(_forwarder.factory)
         if logging.lastResort is not None and not isinstance(logging.lastResort, _CallAwareLastResort):
@@ -219,7 +219,7 @@ def uninstall() -> None:
             return
         _forwarder.active = False
         # Undo only our own layers: something chained after us keeps working (we are then a pass-through).
-        if logging.getLogRecordFactory() is _forwarder.factory:
+        if logging.getLogRecordFactory() == _forwarder.factory:
             logging.setLogRecordFactory(_forwarder.previous_factory)
         if isinstance(logging.lastResort, _CallAwareLastResort):
             logging.lastResort = logging.lastResort.original

@@ -128,3 +128,13 @@ def test_basic_config_in_a_cell_still_configures_logging(kernel: KernelHandle, s
         "logging.root.removeHandler(logging.root.handlers[-1]); logging.root.setLevel(logging.WARNING)"
     ).raise_for_error()
     assert "INFO:cell.app:configured" in out.stdout
+
+
+def test_stop_and_start_leave_logging_as_they_found_it(kernel: KernelHandle, server: dict) -> None:
+    out = kernel.run(
+        "_before = logging.getLogRecordFactory()\n"
+        "nbmcp.stop(); print(logging.getLogRecordFactory() is logging.LogRecord)\n"
+        "nbmcp.start(); nbmcp.stop(); nbmcp.start()\n"
+        "logging.getLogger('again').warning('still logs')"
+    ).raise_for_error()
+    assert out.stdout.split() == ["True"] and "still logs" in out.stderr
