@@ -211,12 +211,12 @@ async def run_bridge(url: str, token: str | None) -> None:
     import anyio
     import mcp.types as types
     from mcp.server.lowlevel.server import NotificationOptions, Server
-    from mcp.server.stdio import stdio_server
     from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
     from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ResourceUpdated, ToolsListChanged
 
     from .client import connect
     from .sdk import connection_of
+    from .serve.stdio import bounded_stdio_server
 
     bus = InMemorySubscriptionBus()
     sessions: dict[int, Any] = {}  # handshake-era downstream sessions, by connection
@@ -327,6 +327,6 @@ async def run_bridge(url: str, token: str | None) -> None:
         options = server.create_initialization_options(
             NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True)
         )
-        async with stdio_server() as (read_stream, write_stream):
+        async with bounded_stdio_server() as (read_stream, write_stream):  # one message <= 4 MiB, as over HTTP
             with anyio.CancelScope():
                 await server.run(read_stream, write_stream, options)

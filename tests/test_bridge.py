@@ -133,3 +133,26 @@ def test_token_option_is_documented_with_the_safer_variable() -> None:
     ).stdout
     assert "--token TOKEN" in shown
     assert "NBMCP_TOKEN" in " ".join(shown.split())
+
+
+@pytest.mark.timeout(120)
+def test_a_line_over_4_mib_gets_a_parse_error_and_the_bridge_serves_on(in_kernel: dict, tmp_path: Path) -> None:
+    from nbmcp.serve.stdio import MAX_MESSAGE_BYTES
+    from tests.serve.test_stdio import RawStdioServer, rss_mb
+
+    bridge = RawStdioServer(tmp_path, ("bridge", "--kernel-id", in_kernel["kernel_id"]))
+    try:
+        init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}
+        bridge.request({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init})
+        assert "result" in bridge.reply(lambda r: r.get("id") == 0)
+        bridge.request({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        before = rss_mb(bridge.proc.pid)
+        bridge.send(b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"x": "' + b"x" * (20 << 20) + b'"}}\n')
+        error = bridge.reply(lambda r: "error" in r)
+        assert error["error"]["code"] == -32700 and str(MAX_MESSAGE_BYTES) in error["error"]["message"]
+        params = {"name": "double", "arguments": {"x": 21}}
+        bridge.request({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": params})
+        assert bridge.reply(lambda r: r.get("id") == 2)["result"]["content"][0]["text"] == "42"
+        assert rss_mb(bridge.proc.pid) - before < 3 * MAX_MESSAGE_BYTES / 2**20
+    finally:
+        bridge.close()

@@ -24,10 +24,11 @@ def rss_mb(pid: int) -> float:
 
 
 class RawStdioServer:
-    """`nbmcp serve` driven line by line over its stdin/stdout (the SDK client cannot send a bad line)."""
+    """`nbmcp serve` (or another nbmcp stdio command) driven line by line over its stdin/stdout (the SDK client
+    cannot send a bad line)."""
 
-    def __init__(self, tmp: Path) -> None:
-        cmd = [sys.executable, "-m", "nbmcp.cli", "serve", "--no-record"]
+    def __init__(self, tmp: Path, command: tuple[str, ...] = ("serve", "--no-record")) -> None:
+        cmd = [sys.executable, "-m", "nbmcp.cli", *command]
         self.proc = subprocess.Popen(
             cmd, cwd=tmp, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0
         )
