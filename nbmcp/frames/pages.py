@@ -25,7 +25,17 @@ from .backends import (
 )
 from .jsonable import to_jsonable
 
-__all__ = ["MAX_PAGE_ROWS", "memory_bytes", "page", "schema", "shape", "summary"]
+__all__ = [
+    "MAX_PAGE_ROWS",
+    "as_index",
+    "check_columns",
+    "memory_bytes",
+    "name_list",
+    "page",
+    "schema",
+    "shape",
+    "summary",
+]
 
 MAX_PAGE_ROWS = 1000
 _SCHEMA_SAMPLE_ROWS = 100
@@ -79,7 +89,8 @@ def memory_bytes(obj: Any) -> int | None:
         return None
 
 
-def _as_index(value: Any, arg: str) -> int:
+def as_index(value: Any, arg: str) -> int:
+    """``value`` as an int index (bools refused); ``ValueError`` naming ``arg`` otherwise."""
     if isinstance(value, bool):
         raise ValueError(f"{arg} must be an integer, got {value!r}")
     try:
@@ -88,14 +99,16 @@ def _as_index(value: Any, arg: str) -> int:
         raise ValueError(f"{arg} must be an integer, got {type(value).__name__} {value!r}") from None
 
 
-def _name_list(names: list[str]) -> str:
+def name_list(names: list[str]) -> str:
+    """Names for an error message, the first few and how many more."""
     shown = ", ".join(repr(n) for n in names[:_MAX_NAMES_IN_ERROR])
     if len(names) > _MAX_NAMES_IN_ERROR:
         shown += f", ... ({len(names) - _MAX_NAMES_IN_ERROR} more)"
     return f"[{shown}]"
 
 
-def _check_columns(columns: Any, names: list[str]) -> list[str] | None:
+def check_columns(columns: Any, names: list[str]) -> list[str] | None:
+    """``columns`` as a list of known names (None for all); ``ValueError`` listing the valid ones."""
     if columns is None:
         return None
     if isinstance(columns, str):
@@ -103,15 +116,13 @@ def _check_columns(columns: Any, names: list[str]) -> list[str] | None:
     try:
         columns = list(columns)
     except TypeError:
-        raise ValueError(
-            f"columns must be a list of column names or None; valid columns: {_name_list(names)}"
-        ) from None
+        raise ValueError(f"columns must be a list of column names or None; valid columns: {name_list(names)}") from None
     if not columns:
-        raise ValueError(f"columns must not be empty (use None for all); valid columns: {_name_list(names)}")
+        raise ValueError(f"columns must not be empty (use None for all); valid columns: {name_list(names)}")
     known = set(names)
     unknown = [c for c in columns if c not in known]
     if unknown:
-        raise ValueError(f"columns: unknown column(s) {unknown!r}; valid columns: {_name_list(names)}")
+        raise ValueError(f"columns: unknown column(s) {unknown!r}; valid columns: {name_list(names)}")
     return columns
 
 
@@ -122,13 +133,13 @@ def page(obj: Any, offset: int = 0, limit: int = 50, columns: list[str] | None =
     past the end gives ``[]``. Bad arguments raise ``ValueError`` naming the argument.
     """
     require_frame(obj)
-    offset = _as_index(offset, "offset")
-    limit = _as_index(limit, "limit")
+    offset = as_index(offset, "offset")
+    limit = as_index(limit, "limit")
     if offset < 0:
         raise ValueError(f"offset must be >= 0, got {offset}")
     if not 1 <= limit <= MAX_PAGE_ROWS:
         raise ValueError(f"limit must be between 1 and {MAX_PAGE_ROWS}, got {limit}")
-    selected = _check_columns(columns, column_names(obj))
+    selected = check_columns(columns, column_names(obj))
     if offset >= row_count(obj):
         return []
     frame = nw.from_native(native_slice(obj, offset, limit), eager_only=True)

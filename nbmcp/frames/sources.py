@@ -20,7 +20,6 @@ re-read every time (their counts are free).
 
 from __future__ import annotations
 
-import operator
 import sys
 import threading
 import weakref
@@ -30,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .jsonable import to_jsonable
-from .pages import MAX_PAGE_ROWS
+from .pages import MAX_PAGE_ROWS, as_index, check_columns, name_list
 
 if TYPE_CHECKING:
     import pyarrow
@@ -54,7 +53,6 @@ DEFAULT_COUNT_CAP = 1_000_000
 DEFAULT_MAX_RESOURCE_BYTES = 32 * 1024 * 1024
 DEFAULT_PROFILE_ROWS = 100_000
 DEFAULT_PROFILE_SECONDS = 10.0
-_MAX_NAMES_IN_ERROR = 50
 
 
 @dataclass(frozen=True)
@@ -105,22 +103,6 @@ class SourceState:
 
 class FullScanError(ValueError):
     """A page this backend could only produce by scanning everything (or a consumed stream) before it."""
-
-
-def name_list(names: list[str]) -> str:
-    shown = ", ".join(repr(n) for n in names[:_MAX_NAMES_IN_ERROR])
-    if len(names) > _MAX_NAMES_IN_ERROR:
-        shown += f", ... ({len(names) - _MAX_NAMES_IN_ERROR} more)"
-    return f"[{shown}]"
-
-
-def _as_index(value: Any, arg: str) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{arg} must be an integer, got {value!r}")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise ValueError(f"{arg} must be an integer, got {type(value).__name__} {value!r}") from None
 
 
 class Source(ABC):
@@ -221,29 +203,12 @@ class Source(ABC):
 
     def check_columns(self, columns: Any) -> list[str] | None:
         """``columns`` as a list of known names (None for all); ``ValueError`` listing the valid ones."""
-        if columns is None:
-            return None
-        names = self.columns()
-        if isinstance(columns, str):
-            columns = [columns]
-        try:
-            columns = list(columns)
-        except TypeError:
-            raise ValueError(
-                f"columns must be a list of column names or None; valid columns: {name_list(names)}"
-            ) from None
-        if not columns:
-            raise ValueError(f"columns must not be empty (use None for all); valid columns: {name_list(names)}")
-        known = set(names)
-        unknown = [c for c in columns if c not in known]
-        if unknown:
-            raise ValueError(f"columns: unknown column(s) {unknown!r}; valid columns: {name_list(names)}")
-        return columns
+        return None if columns is None else check_columns(columns, self.columns())
 
     def page(self, offset: int = 0, limit: int = 50, columns: list[str] | None = None) -> list[dict[str, Any]]:
         """Rows ``offset .. offset+limit`` as JSON-safe records, O(limit) in memory. Past the end: ``[]``."""
-        offset = _as_index(offset, "offset")
-        limit = _as_index(limit, "limit")
+        offset = as_index(offset, "offset")
+        limit = as_index(limit, "limit")
         if offset < 0:
             raise ValueError(f"offset must be >= 0, got {offset}")
         if not 1 <= limit <= MAX_PAGE_ROWS:

@@ -26,7 +26,15 @@ from .. import content
 from .._version import __version__
 from ..exceptions import KernelSessionError
 from ..sdk import quiet_mcp_server
-from ..serve import KernelHandle, ServeOptions, ServeServer, attach_kernel, number_as_text
+from ..serve import (
+    ExecuteTimeout,
+    KernelHandle,
+    RunInBackground,
+    ServeOptions,
+    ServeServer,
+    attach_kernel,
+    number_as_text,
+)
 from ..serve import build_server as build_serve_server
 from ..tasks import tasks_extension
 from .live import LiveKernelHandle, SharedNotebooks
@@ -364,17 +372,8 @@ def build_server(
             Field(description="Python source text to run in the notebook's kernel, like a cell."),
         ],
         notebook: Notebook = None,
-        timeout: Annotated[
-            float | None,
-            Field(description="Seconds before the kernel is interrupted (default: server's; none in the background)."),
-        ] = None,
-        background: Annotated[
-            bool,
-            Field(
-                description="Run as a background task and return its id at once (for long cells): then "
-                "task_status, task_result, task_cancel."
-            ),
-        ] = False,
+        timeout: ExecuteTimeout = None,
+        background: RunInBackground = False,
     ) -> CallToolResult:
         """Run code in a notebook's live kernel (its variables are the notebook's). Returns stream output,
         results (tables as markdown + structured rows), images and errors, in order; output streams as

@@ -18,14 +18,16 @@ if TYPE_CHECKING:
     from .execution import ExecutionOutcome
     from .provider import ExecutionRun, KernelHandle, KernelSource, ServeOptions, attach_kernel
     from .session import KernelSession
-    from .tools import ServeServer, build_server, number_as_text
+    from .tools import ExecuteTimeout, RunInBackground, ServeServer, build_server, number_as_text
 
 __all__ = [
+    "ExecuteTimeout",
     "ExecutionOutcome",
     "ExecutionRun",
     "KernelHandle",
     "KernelSession",
     "KernelSource",
+    "RunInBackground",
     "ServeOptions",
     "ServeServer",
     "attach_kernel",
@@ -34,6 +36,8 @@ __all__ = [
 ]
 
 _HOME = {
+    "ExecuteTimeout": "tools",
+    "RunInBackground": "tools",
     "ExecutionOutcome": "execution",
     "ExecutionRun": "provider",
     "KernelHandle": "provider",

@@ -37,7 +37,20 @@ from .outputs import ProgressPump, error_result, kernel_label, outcome_result, o
 from .provider import ClientDisconnected, KernelHandle, KernelProvider, KernelSource, ServeOptions, cancel_on_disconnect
 from .query import run_query
 
-__all__ = ["ServeServer", "ServeTools", "build_server", "number_as_text"]
+__all__ = ["ExecuteTimeout", "RunInBackground", "ServeServer", "ServeTools", "build_server", "number_as_text"]
+
+# The execute arguments nbmcp serve and the Jupyter Server extension share.
+ExecuteTimeout = Annotated[
+    float | None,
+    Field(description="Seconds before the kernel is interrupted (default: server's; none in the background)."),
+]
+RunInBackground = Annotated[
+    bool,
+    Field(
+        description="Run as a background task and return its id at once (for long cells): then "
+        "task_status, task_result, task_cancel."
+    ),
+]
 
 _DOTTED_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
@@ -479,17 +492,8 @@ def _add_execution_tools(server: MCPServer, tools: ServeTools) -> None:
                 "taken as its text)."
             ),
         ],
-        timeout: Annotated[
-            float | None,
-            Field(description="Seconds before the kernel is interrupted (default: server's; none in the background)."),
-        ] = None,
-        background: Annotated[
-            bool,
-            Field(
-                description="Run as a background task and return its id at once (for long cells): then "
-                "task_status, task_result, task_cancel."
-            ),
-        ] = False,
+        timeout: ExecuteTimeout = None,
+        background: RunInBackground = False,
     ) -> CallToolResult:
         """Run code in the kernel. Returns stream output, results (tables as markdown + structured rows),
         images and errors, in order. Output streams as progress while it runs; at the timeout the kernel
