@@ -23,25 +23,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import httpx
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from verdicts import Verdicts
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.serve.test_tools import pid_alive as alive
+
 TOKEN = "bench-token-" + "x" * 24
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ", 1)[-1][:1] != "Z"
-    except OSError:
-        return False
 
 
 def start_serve(tmp: str, clients: int) -> tuple[subprocess.Popen[str], str]:

@@ -12,23 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nbmcp.serve.session import KernelSession
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ", 1)[-1][:1] != "Z"
-    except OSError:
-        return False
+from tests.serve.test_tools import pid_alive as alive
 
 
 async def one(ready_timeout: float) -> tuple[float, int | None, str | None]:
