@@ -90,12 +90,7 @@ class LiveCell(ExecutionRun):
             doc.ycells.append(ycell)
             ycell["execution_state"] = "running"  # JupyterLab shows [*] while it runs
         self.ycell = ycell
-        self.on_output = self._on_output
-
-    def _on_output(self, name: str, text: str) -> None:
-        outcome = self.handle.session.last_outcome
-        if outcome is not None:
-            self._sync(outcome.outputs)
+        self.on_outputs = self._sync  # every output kind, as each arrives (stream text appended in place)
 
     def _sync(self, outputs: list[dict[str, Any]]) -> None:
         """Bring the cell's outputs up to ``outputs``: append stream text, add or replace what changed."""

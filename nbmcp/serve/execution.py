@@ -23,6 +23,7 @@ __all__ = [
     "KernelLink",
     "OutputCallback",
     "OutputCollector",
+    "OutputsCallback",
     "drain",
     "imports_ready",
     "run_execute",
@@ -31,6 +32,8 @@ __all__ = [
 
 Status = Literal["ok", "error", "aborted", "timeout", "cancelled", "dead"]
 OutputCallback = Callable[[str, str], Awaitable[None] | None]
+#: Sees the whole output list after each iopub message that changed it (rich outputs too, not only stream text).
+OutputsCallback = Callable[[list[dict[str, Any]]], Awaitable[None] | None]
 
 LIVENESS_INTERVAL = 0.25  # seconds between liveness checks while waiting for a busy kernel
 INTERRUPT_GRACE = 5.0  # seconds to wait for the kernel to go idle after an interrupt
@@ -182,6 +185,7 @@ async def run_execute(
     timeout: float | None,
     on_output: OutputCallback | None,
     interrupt: bool,
+    on_outputs: OutputsCallback | None = None,
 ) -> ExecutionOutcome:
     """Send the ``execute_request`` ``msg`` and fill ``outcome`` until the kernel has replied and is idle.
 
@@ -189,7 +193,13 @@ async def run_execute(
     has started on this request: before that it is running someone else's cell (the human's, in an
     attached kernel), which is not ours to stop.
     """
-    return await _Execution(link, outcome, timeout, on_output, interrupt).run(msg)
+    return await _Execution(link, outcome, timeout, on_output, interrupt, on_outputs).run(msg)
+
+
+#: The iopub messages that may change a cell's outputs (what :class:`OutputCollector` acts on).
+_OUTPUT_CHANGES = frozenset(
+    {"stream", "display_data", "execute_result", "error", "update_display_data", "clear_output"}
+)
 
 
 class _Execution:
@@ -202,8 +212,10 @@ class _Execution:
         timeout: float | None,
         on_output: OutputCallback | None,
         interrupt: bool,
+        on_outputs: OutputsCallback | None = None,
     ) -> None:
         self.link = link
+        self.on_outputs = on_outputs
         self.outcome = outcome
         self.timeout = timeout
         self.on_output = on_output
@@ -291,6 +303,10 @@ class _Execution:
             text = self.collector.add(msg)
             if text is not None and self.on_output is not None:
                 pending = self.on_output(msg["content"].get("name", "stdout"), text)
+                if pending is not None:
+                    await pending
+            if self.on_outputs is not None and msg_type in _OUTPUT_CHANGES:
+                pending = self.on_outputs(self.outcome.outputs)
                 if pending is not None:
                     await pending
         return True

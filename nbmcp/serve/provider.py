@@ -33,7 +33,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from .. import content
 from ..exceptions import KernelSessionError
 from ..sdk import connection_of
-from .execution import ExecutionOutcome, OutputCallback
+from .execution import ExecutionOutcome, OutputCallback, OutputsCallback
 from .session import KernelSession
 
 if TYPE_CHECKING:
@@ -119,10 +119,12 @@ class KernelHandle:
 
 class ExecutionRun:
     """One execution while it runs: ``on_output(name, text)`` sees its stream text as it comes (None: not
-    watched), :meth:`finish` takes its outcome (recorded in the session notebook), :meth:`fail` an error
-    that ended it without one."""
+    watched), ``on_outputs(outputs)`` the whole output list each time any output arrives or changes (a live
+    cell shows displays as they come), :meth:`finish` takes its outcome (recorded in the session notebook),
+    :meth:`fail` an error that ended it without one."""
 
     on_output: OutputCallback | None = None
+    on_outputs: OutputsCallback | None = None
 
     def __init__(self, handle: KernelHandle, code: str) -> None:
         self.handle = handle

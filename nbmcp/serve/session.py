@@ -25,6 +25,7 @@ from .execution import (
     ExecutionOutcome,
     KernelLink,
     OutputCallback,
+    OutputsCallback,
     drain,
     imports_ready,
     run_execute,
@@ -433,12 +434,14 @@ class KernelSession:
         subshell: bool = False,
         lock: bool = True,
         interrupt: bool = True,
+        on_outputs: OutputsCallback | None = None,
     ) -> ExecutionOutcome:
         """Run ``code``; await its reply and its iopub messages until the kernel is idle.
 
         On ``timeout`` the kernel is interrupted and the partial outputs are returned (status
         ``timeout``). If the awaiting task is cancelled, the kernel is interrupted before the
-        cancellation propagates. ``on_output(name, text)`` sees stream text as it arrives.
+        cancellation propagates. ``on_output(name, text)`` sees stream text as it arrives, ``on_outputs(outputs)``
+        the whole output list each time an output (of any kind) arrives or changes.
         ``subshell=True`` runs in a kernel subshell (ipykernel 7) so it does not wait for a running cell.
         ``interrupt=False`` gives up at the timeout without interrupting: an interrupt stops the kernel's
         main thread, that is whatever cell the human is running, so subshell requests never interrupt.
@@ -457,7 +460,7 @@ class KernelSession:
             "stop_on_error": not silent,
         }
         subshell_id = await self._get_subshell() if subshell else None
-        run = self._execute(content, subshell_id, timeout, on_output, interrupt)
+        run = self._execute(content, subshell_id, timeout, on_output, interrupt, on_outputs)
         if lock and not subshell:
             async with self._execute_lock:
                 return await run
@@ -470,6 +473,7 @@ class KernelSession:
         timeout: float | None,
         on_output: OutputCallback | None,
         interrupt: bool,
+        on_outputs: OutputsCallback | None = None,
     ) -> ExecutionOutcome:
         if subshell_id is None and self._draining is not None and not self._draining.done():
             # a cell sent before the cancelled one has stopped would be aborted (stop_on_error) when it raises
@@ -479,7 +483,13 @@ class KernelSession:
         outcome = self.last_outcome = ExecutionOutcome()
         try:
             return await run_execute(
-                self._link, msg, outcome, timeout=timeout, on_output=on_output, interrupt=interrupt
+                self._link,
+                msg,
+                outcome,
+                timeout=timeout,
+                on_output=on_output,
+                interrupt=interrupt,
+                on_outputs=on_outputs,
             )
         except asyncio.CancelledError:
             # the caller went away (MCP notifications/cancelled, client disconnect): stop the cell, and

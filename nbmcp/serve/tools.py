@@ -207,6 +207,7 @@ class ServeTools:
                     code,
                     timeout=timeout,
                     on_output=_fan_out(pump.on_output if pump is not None else None, run.on_output, on_output),
+                    on_outputs=run.on_outputs,
                 )
         except BaseException as exc:
             partial = session.last_outcome

@@ -34,7 +34,7 @@ SCREENSHOT = Path("/tmp/lab-live.png")
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterProcess]:
     root = tmp_path_factory.mktemp("live-root")
-    for name in ("shared.ipynb", "closed.ipynb", "midway.ipynb", "page.ipynb"):
+    for name in ("shared.ipynb", "closed.ipynb", "midway.ipynb", "page.ipynb", "rich.ipynb"):
         cells = [nbformat.v4.new_code_cell(HUMAN_CELL), nbformat.v4.new_code_cell("print(total)")]
         kernelspec = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
         nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernelspec}), root / name)
@@ -188,6 +188,39 @@ async def test_without_collaboration_there_is_no_shared_document() -> None:
     notebooks = SharedNotebooks({})  # a Jupyter Server without jupyter_server_ydoc in its settings
     assert not notebooks.available
     assert await notebooks.document("analysis.ipynb") is None
+
+
+async def test_rich_outputs_reach_the_live_cell_while_the_cell_still_runs(lab: JupyterProcess, tmp_path: Path) -> None:
+    open_kernel(lab, "rich.ipynb")
+    release = tmp_path / "release"
+    code = (
+        "import os, time\n"
+        "from IPython.display import HTML, display\n"
+        "display(HTML('<b>shown at once</b>'))\n"
+        "deadline = time.time() + 30\n"
+        f"while not os.path.exists({str(release)!r}) and time.time() < deadline:\n"
+        "    time.sleep(0.02)\n"  # silent: no stream text that would carry the display along with it
+        "raise ValueError('after the release')"
+    )
+    async with open_notebook(lab.url, lab.token, "rich.ipynb") as (notebook, _room):
+        async with connect(f"{lab.url}nbmcp/mcp", lab.token) as client, anyio.create_task_group() as tg:
+            results: list[Any] = []
+
+            async def call() -> None:
+                results.append(await client.call_tool("execute", {"code": code, "notebook": "rich.ipynb"}))
+
+            tg.start_soon(call)
+            outputs = await poll(lambda: (assistant_cells(notebook) or [{}])[0].get("outputs"), what="the display")
+            assert not results  # the call has not returned: the display came live, not with the result
+            assert outputs[0]["output_type"] == "display_data"
+            assert outputs[0]["data"]["text/html"] == "<b>shown at once</b>"
+            release.touch()
+        (result,) = results
+        assert result.is_error and "after the release" in text_of(result), text_of(result)
+        await poll(lambda: notebook.ycells[2]["execution_state"] == "idle")
+        outputs = notebook.get_cell(2)["outputs"]
+        assert [o["output_type"] for o in outputs] == ["display_data", "error"]
+        assert outputs[1]["ename"] == "ValueError"
 
 
 def in_thread(fn: Any) -> concurrent.futures.Future[Any]:
