@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from ..sdk import quiet_mcp_server
 from ..serve import (
     ExecuteTimeout,
     KernelHandle,
+    NotebookFiles,
     RunInBackground,
     ServeOptions,
     ServeServer,
@@ -37,7 +39,7 @@ from ..serve import (
 )
 from ..serve import build_server as build_serve_server
 from ..tasks import tasks_extension
-from .live import LiveKernelHandle, SharedNotebooks
+from .live import LiveKernelHandle, SharedNotebooks, edit_document, read_document, run_document_cells
 
 __all__ = ["JupyterKernels", "JupyterMCP", "build_server", "recording_path"]
 
@@ -349,16 +351,40 @@ def build_server(
         args = {"name": name, "offset": offset, "limit": limit, "columns": columns}
         return await delegate(ctx, notebook, "read_rows", args)
 
+    # paths confined to the root and named relative to it, as nbmcp serve's notebook tools do
+    files = NotebookFiles(root_dir)
+
+    async def shared_document(path: str, must_exist: bool = True) -> tuple[str, Any | None]:
+        """``path`` relative to the root, and its shared document if the notebook is open (collaboration)."""
+        try:
+            relative = files.relative(files.resolve(path, must_exist=must_exist))
+        except (ValueError, FileNotFoundError) as exc:
+            raise ToolError(f"path: {exc}") from exc
+        live = kernels.live
+        return relative, (await live.document(relative) if live is not None and live.available else None)
+
+    def live_result(data: dict[str, Any], converted: content.Converted | None = None) -> CallToolResult:
+        converted = converted or content.Converted([TextContent(type="text", text=json.dumps(data, indent=1))])
+        converted = content.apply_budget(converted, options.output_budget, serving.store)
+        return CallToolResult(content=list(converted.content), structured_content=data, is_error=converted.is_error)
+
+    def failed(message: str) -> CallToolResult:
+        return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
+
     @server.tool(annotations=reading, structured_output=False)
     async def notebook_read(
         ctx: Context,
         path: Annotated[str, Field(description="Notebook path, relative to the Jupyter Server's root directory.")],
     ) -> CallToolResult:
-        """Cells of a notebook file as saved on disk (ids, types, sources, short output summaries)."""
+        """Cells of a notebook (ids, types, sources, short output summaries): as the human sees it now when it
+        is open (unsaved edits included, `live: true`), else as saved on disk."""
         try:
+            relative, doc = await shared_document(path)
+            if doc is not None:
+                return live_result(read_document(doc, relative))
             return await serve.call_tool("notebook_read", {"path": path}, ctx)
         except ToolError as exc:
-            return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
+            return failed(str(exc))
 
     if read_only:
         return built
@@ -409,6 +435,72 @@ def build_server(
     async def task_cancel(ctx: Context, task_id: TaskId) -> CallToolResult:
         """Cancel a background task: its cell is interrupted (variables are kept)."""
         return await task_tool(ctx, "task_cancel", {"task_id": task_id})
+
+    @server.tool(annotations=mutating, structured_output=False)
+    async def notebook_edit(
+        ctx: Context,
+        path: Annotated[str, Field(description="Notebook path, relative to the Jupyter Server's root directory.")],
+        version: Annotated[str, Field(description="The version token from notebook_read ('' for a new file).")],
+        operations: Annotated[
+            list[dict[str, Any]],
+            Field(
+                description="In order: {op:'insert', source, cell_type?, after?|before?}, "
+                "{op:'replace', cell_id, source, cell_type?}, {op:'delete', cell_id}."
+            ),
+        ],
+    ) -> CallToolResult:
+        """Insert, replace or delete cells by id. In an open notebook the edit goes into the shared document
+        the human sees (cells marked as the assistant's; concurrent edits merge, so `version` is not checked);
+        otherwise into the file, refused if it changed since notebook_read."""
+        try:
+            relative, doc = await shared_document(path, must_exist=False)
+            if doc is None:
+                return await serve.call_tool(
+                    "notebook_edit", {"path": path, "version": version, "operations": operations}, ctx
+                )
+            kernel_id = next((e["kernel_id"] for e in await kernels.notebooks() if relative in e["notebooks"]), None)
+            return live_result(edit_document(doc, relative, operations, kernel_id))
+        except KeyError as exc:
+            return failed(f"operations: {exc.args[0]}")
+        except (ValueError, ToolError) as exc:
+            return failed(str(exc))
+
+    @server.tool(annotations=mutating, structured_output=False)
+    async def notebook_run(
+        ctx: Context,
+        path: Annotated[str, Field(description="Notebook path, relative to the Jupyter Server's root directory.")],
+        cell_ids: Annotated[
+            list[str] | None, Field(description="Cells to run, in this order (default: every code cell).")
+        ] = None,
+        version: Annotated[
+            str | None, Field(description="Refuse if a closed notebook's file is not at this version.")
+        ] = None,
+    ) -> CallToolResult:
+        """Run cells of a notebook in its own kernel (open it first), stopping at the first failure. In an open
+        notebook outputs stream into its cells as the human watches; otherwise they are written to the file."""
+        try:
+            relative, doc = await shared_document(path)
+            if doc is None:
+                args = {"path": relative, "cell_ids": cell_ids, "version": version}
+                return await delegate(ctx, relative, "notebook_run", args)
+            kernel_id, _paths = await kernels.resolve(relative)
+            handle = await kernels.handle(kernel_id)
+            if not isinstance(handle, LiveKernelHandle):
+                raise ToolError(f"{relative} is open, but its kernel is not reachable live")
+            data = await run_document_cells(handle, doc, relative, cell_ids, options.timeout)
+        except KeyError as exc:
+            return failed(f"cell_ids: {exc.args[0]}")
+        except (ValueError, ToolError) as exc:
+            return failed(str(exc))
+        converted = content.Converted([])
+        for res in data["results"]:
+            line = f"cell {res['cell_id']}: {res['status']} (In [{res['execution_count']}])"
+            converted.content.append(TextContent(type="text", text=line))
+            converted.extend(content.convert_outputs(res["outputs"], image_max_px=options.image_max_px))
+            converted.is_error = converted.is_error or res["status"] != "ok"
+            res["outputs"] = [o.get("output_type") for o in res["outputs"]]
+        data["kernel"] = handle.session.describe()
+        return live_result(data, converted)
 
     @server.tool(annotations=mutating, structured_output=False)
     async def interrupt(ctx: Context, notebook: Notebook = None) -> CallToolResult:

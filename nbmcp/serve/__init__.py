@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .execution import ExecutionOutcome
+    from .notebooks import NotebookFiles, apply_operations, notebook_state
     from .provider import ExecutionRun, KernelHandle, KernelSource, ServeOptions, attach_kernel
     from .session import KernelSession
     from .tools import ExecuteTimeout, RunInBackground, ServeServer, build_server, number_as_text
@@ -27,11 +28,14 @@ __all__ = [
     "KernelHandle",
     "KernelSession",
     "KernelSource",
+    "NotebookFiles",
     "RunInBackground",
     "ServeOptions",
     "ServeServer",
+    "apply_operations",
     "attach_kernel",
     "build_server",
+    "notebook_state",
     "number_as_text",
 ]
 
@@ -43,6 +47,9 @@ _HOME = {
     "KernelHandle": "provider",
     "KernelSession": "session",
     "KernelSource": "provider",
+    "NotebookFiles": "notebooks",
+    "apply_operations": "notebooks",
+    "notebook_state": "notebooks",
     "ServeOptions": "provider",
     "ServeServer": "tools",
     "attach_kernel": "provider",

@@ -27,7 +27,7 @@ from nbformat.corpus.words import generate_corpus_id
 from ..exceptions import StaleNotebookError
 from .recorder import serialize_notebook, write_notebook_atomic, write_text_atomic
 
-__all__ = ["NotebookFiles", "StaleNotebookError", "write_notebook_atomic"]
+__all__ = ["NotebookFiles", "StaleNotebookError", "apply_operations", "notebook_state", "write_notebook_atomic"]
 
 SUMMARY_CHARS = 200
 MAX_LISTED = 50
@@ -116,6 +116,16 @@ def _cell_info(cell: dict) -> dict[str, Any]:
     return info
 
 
+def notebook_state(path: str, nb: nbformat.NotebookNode, version: str) -> dict[str, Any]:
+    """What ``notebook_read`` returns for ``nb`` (see :meth:`NotebookFiles.read`); also for a shared document."""
+    return {
+        "path": path,
+        "version": version,
+        "kernel": nb.metadata.get("kernelspec", {}).get("name"),
+        "cells": [_cell_info(c) for c in nb.cells],
+    }
+
+
 class NotebookFiles:
     """Read, edit and run ``.ipynb`` files under ``root``; see the module docstring."""
 
@@ -187,12 +197,7 @@ class NotebookFiles:
         return parse_notebook(data, self.relative(real)), version_of(data)
 
     def _state(self, real: Path, nb: nbformat.NotebookNode, version: str) -> dict[str, Any]:
-        return {
-            "path": self.relative(real),
-            "version": version,
-            "kernel": nb.metadata.get("kernelspec", {}).get("name"),
-            "cells": [_cell_info(c) for c in nb.cells],
-        }
+        return notebook_state(self.relative(real), nb, version)
 
     def read(self, path: str) -> dict[str, Any]:
         """``{"path", "version", "kernel", "cells": [{"id", "cell_type", "source", "execution_count",
@@ -354,6 +359,13 @@ def _new_cell(cell_type: str, source: str, metadata: dict | None, cell_id: str |
         kwargs["id"] = cell_id
     factory = {"code": v4.new_code_cell, "markdown": v4.new_markdown_cell, "raw": v4.new_raw_cell}[cell_type]
     return factory(source=source, **kwargs)
+
+
+def apply_operations(nb: nbformat.NotebookNode, operations: list[dict]) -> list[str]:
+    """Apply ``notebook_edit`` operations (see :meth:`NotebookFiles.edit`) to ``nb`` in place, validating each
+    (``ValueError`` naming the operation, ``KeyError`` for an unknown cell id); returns the inserted ids.
+    The Jupyter extension applies them to a copy of an open notebook's shared document this way."""
+    return _apply(nb, operations)
 
 
 def _apply(nb: nbformat.NotebookNode, operations: list[dict]) -> list[str]:

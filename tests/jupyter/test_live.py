@@ -34,7 +34,15 @@ SCREENSHOT = Path("/tmp/lab-live.png")
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterProcess]:
     root = tmp_path_factory.mktemp("live-root")
-    for name in ("shared.ipynb", "closed.ipynb", "midway.ipynb", "page.ipynb", "rich.ipynb"):
+    for name in (
+        "shared.ipynb",
+        "closed.ipynb",
+        "midway.ipynb",
+        "page.ipynb",
+        "rich.ipynb",
+        "edit.ipynb",
+        "disk.ipynb",
+    ):
         cells = [nbformat.v4.new_code_cell(HUMAN_CELL), nbformat.v4.new_code_cell("print(total)")]
         kernelspec = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
         nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernelspec}), root / name)
@@ -221,6 +229,95 @@ async def test_rich_outputs_reach_the_live_cell_while_the_cell_still_runs(lab: J
         outputs = notebook.get_cell(2)["outputs"]
         assert [o["output_type"] for o in outputs] == ["display_data", "error"]
         assert outputs[1]["ename"] == "ValueError"
+
+
+async def test_notebook_edit_and_run_go_through_the_open_notebooks_shared_document(lab: JupyterProcess) -> None:
+    open_kernel(lab, "edit.ipynb")
+    before = (lab.root / "edit.ipynb").read_bytes()
+    async with open_notebook(lab.url, lab.token, "edit.ipynb") as (notebook, _room):
+        async with connect(f"{lab.url}nbmcp/mcp", lab.token) as client:
+            human = notebook.ycells[0]["source"]
+            human.insert(len(human), " # unsaved")  # the human's edit, only in the document so far
+            read = await poll_read(client, "edit.ipynb", "unsaved")
+            assert read.structured_content["live"] is True
+            first, second = (c["id"] for c in read.structured_content["cells"])
+
+            bad = await client.call_tool(
+                "notebook_edit",
+                {"path": "edit.ipynb", "version": "", "operations": [{"op": "delete", "cell_id": "nope"}]},
+            )
+            assert bad.is_error and "operations: unknown cell id" in text_of(bad), text_of(bad)
+            assert notebook.cell_number == 2  # all or nothing: the document is untouched
+
+            ops = [
+                {"op": "replace", "cell_id": second, "source": "print(total * 2)"},
+                {"op": "insert", "after": second, "source": "answer = 6 * 7\nanswer"},
+            ]
+            edited = await client.call_tool("notebook_edit", {"path": "edit.ipynb", "version": "", "operations": ops})
+            assert not edited.is_error, text_of(edited)
+            (new,) = edited.structured_content["inserted"]
+            await poll(lambda: notebook.cell_number == 3)
+            cells = notebook.get()["cells"]
+            assert [c["source"] for c in cells] == [
+                HUMAN_CELL + " # unsaved",
+                "print(total * 2)",
+                "answer = 6 * 7\nanswer",
+            ]
+            assert cells[1]["metadata"]["nbmcp"]["author"] == cells[2]["metadata"]["nbmcp"]["author"] == "assistant"
+            assert cells[2]["id"] == new
+            # nothing wrote the file behind the document: it is as it was, or as the collaboration layer saved it
+            on_disk = (lab.root / "edit.ipynb").read_bytes()
+            assert on_disk == before or b"# unsaved" in on_disk
+
+            ran = await client.call_tool("notebook_run", {"path": "edit.ipynb", "cell_ids": [first, second, new]})
+            assert not ran.is_error, text_of(ran)
+            assert [r["status"] for r in ran.structured_content["results"]] == ["ok", "ok", "ok"]
+            cells = notebook.get()["cells"]
+            assert cells[1]["outputs"][0]["text"] == "4\n"
+            assert cells[2]["outputs"][0]["data"]["text/plain"] == "42"
+            assert cells[2]["execution_count"] > cells[1]["execution_count"] >= 1
+            assert cells[0]["metadata"]["nbmcp"]["ran_by"] == "assistant"
+
+            failing = await client.call_tool("notebook_run", {"path": "edit.ipynb", "cell_ids": ["nope"]})
+            assert failing.is_error and "cell_ids: unknown cell id" in text_of(failing), text_of(failing)
+
+        # the collaboration layer saves the document: the human's unsaved text and the assistant's cells together
+        def saved() -> Any:
+            try:
+                cells = nbformat.read(lab.root / "edit.ipynb", as_version=4).cells
+            except ValueError:  # read while Jupyter writes it
+                return False
+            return len(cells) == 3 and cells[0].source.endswith("# unsaved") and cells[2].outputs and cells
+
+        cells = await poll(saved, what="the notebook saved")
+        assert cells[1].source == "print(total * 2)" and cells[2].metadata["nbmcp"]["author"] == "assistant"
+    assert not (lab.root / "edit.assistant.ipynb").exists()
+
+
+async def poll_read(client: Any, path: str, wanted: str) -> Any:
+    """notebook_read until its text contains ``wanted`` (the human's edit reaches the server's document)."""
+    with anyio.fail_after(20):
+        while wanted not in text_of(result := await client.call_tool("notebook_read", {"path": path})):
+            await anyio.sleep(0.02)
+    return result
+
+
+async def test_notebook_edit_and_run_of_a_notebook_nobody_has_open_write_the_file(lab: JupyterProcess) -> None:
+    open_kernel(lab, "disk.ipynb")
+    async with connect(f"{lab.url}nbmcp/mcp", lab.token) as client:
+        read = await client.call_tool("notebook_read", {"path": "disk.ipynb"})
+        assert "live" not in read.structured_content, read.structured_content
+        version, cells = read.structured_content["version"], read.structured_content["cells"]
+        ops = [{"op": "insert", "source": "print('on disk')"}]
+        edited = await client.call_tool("notebook_edit", {"path": "disk.ipynb", "version": version, "operations": ops})
+        assert not edited.is_error, text_of(edited)
+        (new,) = edited.structured_content["inserted"]
+        stale = await client.call_tool("notebook_edit", {"path": "disk.ipynb", "version": version, "operations": ops})
+        assert stale.is_error and "notebook_read again" in text_of(stale)
+        ran = await client.call_tool("notebook_run", {"path": "disk.ipynb", "cell_ids": [cells[0]["id"], new]})
+        assert not ran.is_error, text_of(ran)
+    saved = nbformat.read(lab.root / "disk.ipynb", as_version=4).cells
+    assert saved[2].source == "print('on disk')" and saved[2].outputs[0].text == "on disk\n"
 
 
 def in_thread(fn: Any) -> concurrent.futures.Future[Any]:
