@@ -55,8 +55,9 @@ _INSTRUCTIONS = """\
 The kernels of a Jupyter Server: the notebooks a person has open. `list_notebooks` says which notebook \
 runs on which kernel; the other tools take `notebook` (a notebook path or a kernel id) and act on that \
 notebook's live kernel: `execute` runs code there like a cell (variables are shared with the notebook), \
-`list_variables`, `inspect_variable` and `read_rows` inspect it. Notebooks that ran `%load_ext nbmcp` also \
-serve their own tools at their `mcp_url`."""
+`list_variables`, `inspect_variable` and `read_rows` inspect it. `notebook_read`, `notebook_edit` and \
+`notebook_run` work on notebook files by path (an open notebook's live document, which the human sees). \
+Notebooks that ran `%load_ext nbmcp` also serve their own tools at their `mcp_url`."""
 
 
 class JupyterKernels:
