@@ -35,6 +35,7 @@ from ..serve import (
     ServeOptions,
     ServeServer,
     attach_kernel,
+    cancel_on_disconnect,
     number_as_text,
 )
 from ..serve import build_server as build_serve_server
@@ -488,7 +489,8 @@ def build_server(
             handle = await kernels.handle(kernel_id)
             if not isinstance(handle, LiveKernelHandle):
                 raise ToolError(f"{relative} is open, but its kernel is not reachable live")
-            data = await run_document_cells(handle, doc, relative, cell_ids, options.timeout)
+            async with cancel_on_disconnect(ctx):  # a vanished HTTP client's cell is interrupted, as in execute
+                data = await run_document_cells(handle, doc, relative, cell_ids, options.timeout)
         except KeyError as exc:
             return failed(f"cell_ids: {exc.args[0]}")
         except (ValueError, ToolError) as exc:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .execution import ExecutionOutcome
     from .notebooks import NotebookFiles, apply_operations, notebook_state
-    from .provider import ExecutionRun, KernelHandle, KernelSource, ServeOptions, attach_kernel
+    from .provider import ExecutionRun, KernelHandle, KernelSource, ServeOptions, attach_kernel, cancel_on_disconnect
     from .session import KernelSession
     from .tools import ExecuteTimeout, RunInBackground, ServeServer, build_server, number_as_text
 
@@ -35,6 +35,7 @@ __all__ = [
     "apply_operations",
     "attach_kernel",
     "build_server",
+    "cancel_on_disconnect",
     "notebook_state",
     "number_as_text",
 ]
@@ -54,6 +55,7 @@ _HOME = {
     "ServeServer": "tools",
     "attach_kernel": "provider",
     "build_server": "tools",
+    "cancel_on_disconnect": "provider",
     "number_as_text": "tools",
 }
 

@@ -314,6 +314,8 @@ async def test_notebook_edit_and_run_of_a_notebook_nobody_has_open_write_the_fil
         (new,) = edited.structured_content["inserted"]
         stale = await client.call_tool("notebook_edit", {"path": "disk.ipynb", "version": version, "operations": ops})
         assert stale.is_error and "notebook_read again" in text_of(stale)
+        outside = await client.call_tool("notebook_run", {"path": "../elsewhere.ipynb"})
+        assert outside.is_error and "outside the notebook root" in text_of(outside), text_of(outside)
         ran = await client.call_tool("notebook_run", {"path": "disk.ipynb", "cell_ids": [cells[0]["id"], new]})
         assert not ran.is_error, text_of(ran)
     saved = nbformat.read(lab.root / "disk.ipynb", as_version=4).cells
