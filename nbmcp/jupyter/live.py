@@ -281,7 +281,8 @@ def edit_document(doc: Any, path: str, operations: list[dict[str, Any]], kernel_
                 del doc.ycells[index]
         for cell_id in replaced:
             index, new = _index(doc, cell_id), final[cell_id]
-            assert index is not None  # it is in the copy, so it was in the document
+            if index is None:  # cannot happen: it is in the copy, made from the document in this same tick
+                continue
             new["metadata"] = {**new.get("metadata", {}), "nbmcp": {**mark, "edit": "replace"}}
             ycell = doc.ycells[index]
             if ycell["cell_type"] != new["cell_type"]:
