@@ -106,8 +106,11 @@ def _rss():
 """
 
 SPARK = """
+import os
 from pyspark.sql import SparkSession
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+         .config("spark.driver.bindAddress", "127.0.0.1")
          .config("spark.ui.showConsoleProgress", "false").getOrCreate())
 spark.sparkContext.setLogLevel("ERROR")
 sdf = spark.read.parquet(_path)

@@ -154,10 +154,12 @@ def spark() -> Iterator[Any]:
         pytest.skip("Spark needs Java 17: apt-get install openjdk-17-jre-headless")
     from pyspark.sql import SparkSession
 
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # Spark's driver listens on loopback only
     session = (
         SparkSession.builder.master("local[1]")
         .appName("nbmcp-tests")
         .config("spark.ui.enabled", "false")
+        .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", "1")
         .config("spark.driver.memory", "512m")

@@ -106,7 +106,11 @@ def profile(source: Source) -> dict[str, Any]:
             continue
         try:
             top = _collect(
-                frame.group_by(name).agg(nw.len().alias("count")).sort("count", descending=True).head(_TOP_VALUES)
+                frame.group_by(name)
+                .agg(nw.len().alias("count"))
+                # ties in value order, so the same data always gives the same answer
+                .sort(["count", name], descending=[True, False], nulls_last=True)
+                .head(_TOP_VALUES)
             )
             columns[i]["top"] = [
                 {"value": to_jsonable(r[name]), "count": int(r["count"])} for r in top.rows(named=True)
