@@ -403,17 +403,29 @@ def _run_spark(checked: _Checked, used: dict[str, Any], fetch: int, timeout: flo
     group = f"nbmcp-query-{uuid.uuid4().hex}"
     context = spark.sparkContext
     context.setJobGroup(group, "nbmcp query", interruptOnCancel=True)
-    timer = threading.Timer(timeout, context.cancelJobGroup, [group])
+    done, expired = threading.Event(), threading.Event()
+
+    def cancel_until_done() -> None:
+        # cancelJobGroup cancels the jobs running now; a query still planning starts its jobs later, so the
+        # group is cancelled again until the query has returned.
+        expired.set()
+        while not done.is_set():
+            with contextlib.suppress(Exception):
+                context.cancelJobGroup(group)
+            done.wait(0.25)
+
+    timer = threading.Timer(timeout, cancel_until_done)
     timer.daemon = True
     timer.start()
     try:
         table = spark.sql(text, **used).limit(fetch + 1).toArrow()
     except Exception as exc:
-        if not timer.is_alive():
+        if expired.is_set():
             raise QueryTimeout(_timeout_message(timeout)) from None
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise QueryError(f"sql (Spark): {message}") from None
     finally:
+        done.set()
         timer.cancel()
         with contextlib.suppress(Exception):
             context.setLocalProperty("spark.jobGroup.id", None)
