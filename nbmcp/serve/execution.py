@@ -37,6 +37,7 @@ OutputsCallback = Callable[[list[dict[str, Any]]], Awaitable[None] | None]
 
 LIVENESS_INTERVAL = 0.25  # seconds between liveness checks while waiting for a busy kernel
 INTERRUPT_GRACE = 5.0  # seconds to wait for the kernel to go idle after an interrupt
+DRAIN_INTERRUPTS = 3  # a cancelled cell is interrupted up to this many times, INTERRUPT_GRACE apart
 IDLE_GRACE = 2.0  # seconds of iopub silence after the reply before giving up on the 'idle' status
 
 
@@ -352,9 +353,16 @@ async def drain(link: KernelLink, msg_id: str, inbox: Inbox) -> None:
     """
     try:
         await link.interrupt()
-        deadline = time.monotonic() + INTERRUPT_GRACE
+        started = time.monotonic()
+        deadline = started + INTERRUPT_GRACE * DRAIN_INTERRUPTS
+        next_interrupt = started + INTERRUPT_GRACE
         replied = idle = False
         while not (replied and idle) and (remaining := deadline - time.monotonic()) > 0:
+            if not replied and time.monotonic() >= next_interrupt:
+                # The cell still runs: the interrupt was lost (a SIGINT that reached the kernel while it ignored
+                # SIGINT, e.g. on a starved machine). The next execute waits for this drain, so send another.
+                await link.interrupt()
+                next_interrupt += INTERRUPT_GRACE
             try:
                 channel, msg = await inbox.get(min(remaining, LIVENESS_INTERVAL))
             except asyncio.TimeoutError:

@@ -103,6 +103,28 @@ async def test_an_execute_right_after_a_cancel_is_never_aborted(ks: KernelSessio
         assert outcome.outputs[0]["data"]["text/plain"] == str(round_ + 1)
 
 
+@pytest.mark.timeout(60)
+async def test_a_cancelled_cell_that_survives_one_interrupt_gets_another(ks: KernelSession) -> None:
+    """Stands for an interrupt that was lost: the next execute must not wait behind the still-running cell."""
+    running = asyncio.Event()
+    code = (
+        "import time\n"
+        "print('go', flush=True)\n"
+        "try:\n"
+        "    time.sleep(30)\n"
+        "except KeyboardInterrupt:\n"
+        "    time.sleep(30)\n"
+    )
+    task = asyncio.create_task(ks.execute(code, on_output=lambda n, t: running.set()))
+    await asyncio.wait_for(running.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    outcome = await ks.execute("'after'", timeout=20)
+    assert outcome.status == "ok", (outcome.status, outcome.message)
+    assert outcome.outputs[0]["data"]["text/plain"] == "'after'"
+
+
 async def test_display_updates_and_clear_output(ks: KernelSession) -> None:
     code = (
         "from IPython.display import display, clear_output\n"
