@@ -32,6 +32,7 @@ __all__ = [
     "memory_bytes",
     "name_list",
     "page",
+    "page_bounds",
     "schema",
     "shape",
     "summary",
@@ -107,6 +108,17 @@ def name_list(names: list[str]) -> str:
     return f"[{shown}]"
 
 
+def page_bounds(offset: Any, limit: Any) -> tuple[int, int]:
+    """``(offset, limit)`` checked: integers, ``offset >= 0``, ``1 <= limit <= MAX_PAGE_ROWS``."""
+    offset = as_index(offset, "offset")
+    limit = as_index(limit, "limit")
+    if offset < 0:
+        raise ValueError(f"offset must be >= 0, got {offset}")
+    if not 1 <= limit <= MAX_PAGE_ROWS:
+        raise ValueError(f"limit must be between 1 and {MAX_PAGE_ROWS}, got {limit}")
+    return offset, limit
+
+
 def check_columns(columns: Any, names: list[str]) -> list[str] | None:
     """``columns`` as a list of known names (None for all); ``ValueError`` listing the valid ones."""
     if columns is None:
@@ -133,12 +145,7 @@ def page(obj: Any, offset: int = 0, limit: int = 50, columns: list[str] | None =
     past the end gives ``[]``. Bad arguments raise ``ValueError`` naming the argument.
     """
     require_frame(obj)
-    offset = as_index(offset, "offset")
-    limit = as_index(limit, "limit")
-    if offset < 0:
-        raise ValueError(f"offset must be >= 0, got {offset}")
-    if not 1 <= limit <= MAX_PAGE_ROWS:
-        raise ValueError(f"limit must be between 1 and {MAX_PAGE_ROWS}, got {limit}")
+    offset, limit = page_bounds(offset, limit)
     selected = check_columns(columns, column_names(obj))
     if offset >= row_count(obj):
         return []

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .jsonable import to_jsonable
-from .pages import MAX_PAGE_ROWS, as_index, check_columns, name_list
+from .pages import check_columns, name_list, page_bounds
 
 if TYPE_CHECKING:
     import pyarrow
@@ -207,12 +207,7 @@ class Source(ABC):
 
     def page(self, offset: int = 0, limit: int = 50, columns: list[str] | None = None) -> list[dict[str, Any]]:
         """Rows ``offset .. offset+limit`` as JSON-safe records, O(limit) in memory. Past the end: ``[]``."""
-        offset = as_index(offset, "offset")
-        limit = as_index(limit, "limit")
-        if offset < 0:
-            raise ValueError(f"offset must be >= 0, got {offset}")
-        if not 1 <= limit <= MAX_PAGE_ROWS:
-            raise ValueError(f"limit must be between 1 and {MAX_PAGE_ROWS}, got {limit}")
+        offset, limit = page_bounds(offset, limit)
         selected = self.check_columns(columns)
         with self.state.lock:
             rows = self.slice_records(offset, limit, selected)
