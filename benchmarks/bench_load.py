@@ -11,6 +11,11 @@ p50/p99 latency, calls/s, errors, and the nbmcp kernel's RSS and thread count be
 Targets: 0 errors; nbmcp's throughput at least 1/1.5 of the bare server's; nbmcp's p99 at most 3 x its p50;
 threads back to where they started.
 
+The tail is CPython's: a full garbage collection pauses every thread of a kernel for 40-80 ms, so the script
+counts them in both kernels during the load. ``--gc-freeze`` runs nbmcp with ``c.NbMCP.gc_freeze = True`` (and
+``gc.freeze()`` in the baseline's kernel, to compare alike). The load generator freezes its own start-up heap
+either way, so its own full collections do not land in both servers' latencies.
+
 In the 2026 era there is no session, so nbmcp tells clients apart by the name they send (its per-client limit,
 ``c.NbMCP.max_calls_per_client``): each load client sends its own name, as separate assistants would.
 """
@@ -18,6 +23,7 @@ In the 2026 era there is no session, so nbmcp tells clients apart by the name th
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import time
@@ -36,6 +42,20 @@ from verdicts import Verdicts
 from tests.conftest import connect, start_kernel
 
 SETTLE_SECONDS = 20.0  # threads must be back to their start count within this
+
+# Measurement only: the full collections a kernel runs from now on, as (count, longest pause in ms).
+GC_WATCH = """
+import gc as _gc, time as _time
+_bench_gc = {"start": 0.0, "pauses": []}
+def _bench_gc_watch(phase, info):
+    if info["generation"] == 2:
+        if phase == "start":
+            _bench_gc["start"] = _time.perf_counter()
+        else:
+            _bench_gc["pauses"].append((_time.perf_counter() - _bench_gc["start"]) * 1000)
+_gc.callbacks.append(_bench_gc_watch)
+"""
+GC_REPORT = "print(json.dumps([len(_bench_gc['pauses']), max(_bench_gc['pauses'], default=0.0)]))"
 
 
 async def load(url: str, token: str | None, clients: int, calls: int, mode: str, label: str) -> dict[str, Any]:
@@ -82,12 +102,15 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=200, help="calls per client to each server")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds the calls are split into")
     parser.add_argument("--mode", default="auto", choices=["auto", "legacy"], help="protocol era of the clients")
+    parser.add_argument("--gc-freeze", action="store_true", help="c.NbMCP.gc_freeze = True (and the baseline alike)")
     args = parser.parse_args()
     per_round = args.calls // args.rounds
 
     kernel = start_kernel()
     bare_kernel = start_kernel()
     try:
+        if args.gc_freeze:
+            kernel.run("get_ipython().config.NbMCP.gc_freeze = True").raise_for_error()
         kernel.run("%load_ext nbmcp").raise_for_error()
         info = kernel_json(
             kernel,
@@ -97,10 +120,15 @@ def main() -> int:
         )
         bare_kernel.run("import json").raise_for_error()
         bare = kernel_json(bare_kernel, BARE_SERVER)
+        if args.gc_freeze:
+            bare_kernel.run("import gc\ngc.freeze()").raise_for_error()
         process = psutil.Process(info["pid"])
         anyio.run(load, info["url"], info["token"], 2, 5, args.mode, "warm")  # first-call imports
         anyio.run(load, bare["url"], None, 2, 5, args.mode, "warm")
         rss_before, threads_before = kernel_resources(process)
+        for k in (kernel, bare_kernel):
+            k.run(GC_WATCH).raise_for_error()
+        gc.freeze()
 
         # The human's long cells, interrupted below.
         cells = [(k, k.start_cell("import time\ntime.sleep(3600)")) for k in (kernel, bare_kernel)]
@@ -113,9 +141,12 @@ def main() -> int:
                 target["errors"] += got["errors"]
                 target["wall"] += got["wall"]
         rss_after, threads_right_after = kernel_resources(process)
+        gc_pauses = {}
         for k, msg_id in cells:
             k.km.interrupt_kernel()
             k.wait_idle(msg_id, timeout=30)
+        for name, k in (("bare MCPServer", bare_kernel), ("nbmcp", kernel)):
+            gc_pauses[name] = kernel_json(k, GC_REPORT)
 
         settled_in = None
         started = time.monotonic()
@@ -140,6 +171,8 @@ def main() -> int:
         results[f"{name}: p50 (ms)"] = statistics.median(lat) * 1000 if lat else float("nan")
         results[f"{name}: p99 (ms)"] = percentile(lat, 0.99) if lat else float("nan")
         results[f"{name}: calls/s"] = len(lat) / got["wall"] if got["wall"] else 0.0
+        count, longest = gc_pauses[name]
+        results[f"{name}: kernel's full GCs, longest (ms)"] = f"{count}, {longest:.0f}"
     results["throughput ratio nbmcp / bare"] = results["nbmcp: calls/s"] / results["bare MCPServer: calls/s"]
     results["nbmcp p99 / p50"] = results["nbmcp: p99 (ms)"] / results["nbmcp: p50 (ms)"]
     # Not a target: how much of the tail is the machine's (the same ratio for the bare server in the same run).
@@ -150,7 +183,8 @@ def main() -> int:
     results["threads settled within (s)"] = "not within 20" if settled_in is None else f"{settled_in:.1f}"
     results["nbmcp kernel's Python threads after"] = ", ".join(names)
 
-    print(f"{args.clients} clients x {args.calls} calls to each server, era {args.mode!r}, while a cell sleeps")
+    frozen = ", kernels' heaps frozen (--gc-freeze)" if args.gc_freeze else ""
+    print(f"{args.clients} clients x {args.calls} calls to each server, era {args.mode!r}, while a cell sleeps{frozen}")
     width = max(len(k) for k in results)
     for key, value in results.items():
         print(f"{key:<{width}}  {value:9.3f}" if isinstance(value, float) else f"{key:<{width}}  {value:>9}")

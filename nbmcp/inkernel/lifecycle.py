@@ -3,6 +3,7 @@ file; ``start_server``/``stop_server`` keep the one per process; :class:`ServerI
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
 import sys
@@ -308,6 +309,8 @@ def start_server(
         except BaseException:
             server.close()  # unsubscribe from the registry: nothing serves this one
             raise
+        if config.gc_freeze and not gc.get_freeze_count():  # once: a later start would freeze the user's objects
+            gc.freeze()
         return _current.info
 
 

@@ -14,8 +14,11 @@ the thread next runs Python bytecode, so a thread blocked in C (``time.sleep``, 
 operation) ends only when that call returns, and user code that catches ``BaseException`` can swallow it. Like a
 ``KeyboardInterrupt``, it can leave what the tool was changing half changed: the price of getting the thread back.
 
-Every call gets a thread of its own (cheap next to an HTTP round trip): an asynchronous exception can only
-reach the call it was meant for, and no idle thread outlives the load.
+Threads are reused: starting one makes the server's event loop wait for the new thread to get the GIL, which
+under load cost a fifth of the loop's time. A thread waits :data:`IDLE_SECONDS` for its next call and then ends,
+so no idle thread outlives the load by more than that. Reuse is safe with asynchronous exceptions: a call leaves
+the pool's books under the lock that :meth:`WorkerPool._abandon` takes, and clears an exception sent to it before
+its thread takes the next call, so one can only reach the call it was meant for.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import contextlib
 import contextvars
 import ctypes
 import itertools
+import queue
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Hashable
@@ -40,6 +44,9 @@ from .activity import is_legacy
 __all__ = ["CallAbandoned", "PoolStatus", "ToolBusy", "WorkerPool", "client_key_middleware", "current_client_key"]
 
 T = TypeVar("T")
+
+IDLE_SECONDS = 1.0
+"""How long a pool's thread waits for another call before it ends."""
 
 current_client_key: contextvars.ContextVar[Hashable] = contextvars.ContextVar("nbmcp_client_key", default=None)
 """Which client a request comes from, for per-client limits: its session in the handshake era, its name and
@@ -122,6 +129,8 @@ class WorkerPool:
         # an asynchronous exception arriving at any moment cannot leave half done.
         self._live: dict[int, _Call] = {}
         self._ids = itertools.count()
+        self._jobs: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._idle = 0  # threads waiting on _jobs; each job put there is matched by one decrement, under _lock
 
     def status(self) -> PoolStatus:
         with self._lock:
@@ -165,11 +174,8 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         context = contextvars.copy_context()  # the request's context vars (capture buffers, client) go along
-        thread = threading.Thread(
-            target=self._thread_main, args=(call, context, fn, loop, future), name=f"nbmcp-call-{key}", daemon=True
-        )
         try:
-            thread.start()
+            self._dispatch((call, context, fn, loop, future))
         except BaseException:
             self._live.pop(call.id, None)
             raise
@@ -202,6 +208,32 @@ class WorkerPool:
             if call.thread_id is not None:
                 call.exc_sent = _raise_in_thread(call.thread_id, CallAbandoned)
 
+    def _dispatch(self, job: tuple[Any, ...]) -> None:
+        """Hand ``job`` to an idle thread, or start one for it."""
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+                self._jobs.put(job)
+                return
+        threading.Thread(target=self._worker, args=(job,), name="nbmcp-call", daemon=True).start()
+
+    def _worker(self, job: tuple[Any, ...]) -> None:
+        while True:
+            threading.current_thread().name = f"nbmcp-call-{job[0].key}"
+            self._thread_main(*job)
+            threading.current_thread().name = "nbmcp-call"
+            with self._lock:
+                self._idle += 1
+            try:
+                job = self._jobs.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    try:  # a job put just after the wait ended is this thread's: _dispatch counted on it
+                        job = self._jobs.get_nowait()
+                    except queue.Empty:
+                        self._idle -= 1
+                        return
+
     def _thread_main(
         self,
         call: _Call,
@@ -210,10 +242,10 @@ class WorkerPool:
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[Any],
     ) -> None:
-        call.thread_id = threading.get_ident()
         value: Any = None
         error: BaseException | None = None
         try:
+            call.thread_id = threading.get_ident()  # from here on an asynchronous exception is caught below
             if not call.abandoned:  # abandoned before it started: do not start it
                 value = context.run(fn)
         except BaseException as exc:  # CallAbandoned too: it ends here, quietly

@@ -188,3 +188,17 @@ def test_what_the_user_asks_for_wins_over_what_was_kept(kernel: KernelHandle) ->
     assert kernel.value(mode) == "read-only" and info(kernel)["token"] == "a-token-the-user-chose"
     kernel.run("nbmcp.stop()\nnbmcp.start(mode='tools', token='')").raise_for_error()  # empty: a new random one
     assert kernel.value(mode) == "tools" and len(info(kernel)["token"]) > 30
+
+
+def test_gc_freeze_is_off_by_default_and_freezes_once_when_asked(kernel: KernelHandle) -> None:
+    kernel.run("%load_ext nbmcp\nimport gc, nbmcp").raise_for_error()
+    assert kernel.value("gc.get_freeze_count()") == 0  # the user's kernel is left as it is
+    try:
+        kernel.run("nbmcp.stop()\nget_ipython().config.NbMCP.gc_freeze = True\nnbmcp.start()").raise_for_error()
+        frozen = kernel.value("gc.get_freeze_count()")
+        assert frozen > 50_000  # the kernel's, IPython's and nbmcp's objects
+        # A restart does not freeze again: what the user made since stays collectable.
+        kernel.run("made_since = [[i] for i in range(10_000)]\nnbmcp.stop()\nnbmcp.start()").raise_for_error()
+        assert kernel.value("gc.get_freeze_count()") <= frozen  # frozen objects freed by refcount leave it
+    finally:
+        kernel.run("gc.unfreeze()\nget_ipython().config.NbMCP.gc_freeze = False\ndel made_since").raise_for_error()
