@@ -39,6 +39,13 @@ def blocked() -> str:
 @nbmcp.tool
 def quick() -> str:
     return "ok"
+
+quick_threads = []
+
+@nbmcp.tool
+def quick_here() -> str:
+    quick_threads.append(threading.get_native_id())  # never reused soon, unlike get_ident()
+    return "ok"
 """
 POOL = "nbmcp.inkernel.lifecycle.current_server().mcp_server.tool_pool.status()"
 
@@ -119,3 +126,34 @@ async def test_threads_stuck_in_c_are_abandoned_counted_shown_and_refused_past_t
         assert kernel.value("outcomes") == ["CallAbandoned"] * 4
         assert text_of(await client.call_tool("blocked", {})) == "woke"
         assert "refused" not in kernel.run("%mcp").raise_for_error().stdout
+
+
+async def test_reused_threads_never_carry_an_abandoned_calls_exception_into_the_next_call(
+    server: dict, kernel: KernelHandle
+) -> None:
+    """Pool threads are reused: quick calls run beside calls being abandoned, on the same threads, and all answer."""
+    kernel.run("quick_threads.clear()").raise_for_error()
+    quick: list = []
+    async with connect(server["url"], server["token"]) as client:
+        for _ in range(4):
+            looped: list = []
+
+            async def loop_call(looped: list = looped) -> None:
+                looped.append(await client.call_tool("loop", {}))
+
+            async def quick_calls(looped: list = looped) -> None:
+                while len(looped) < 4:  # until every loop call was abandoned, and then some
+                    quick.append(await client.call_tool("quick_here", {}))
+                for _ in range(5):
+                    quick.append(await client.call_tool("quick_here", {}))
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+                    tg.start_soon(loop_call)
+                for _ in range(3):
+                    tg.start_soon(quick_calls)
+            assert all(r.is_error and "did not finish within 0.2 s" in text_of(r) for r in looped), looped
+            assert await anyio.to_thread.run_sync(wait_for, kernel, f"not {POOL}.abandoned")
+    assert [text_of(r) for r in quick] == ["ok"] * len(quick)
+    threads = kernel.value("quick_threads")
+    assert len(threads) == len(quick) and len(set(threads)) < len(threads) / 3  # the calls shared their threads
