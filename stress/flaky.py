@@ -36,8 +36,9 @@ def timing_tests(paths: list[str], words: list[str]) -> list[str]:
     return [n for n in listed if "::" in n and any(w in n.rsplit("::", 1)[-1].lower() for w in words)]
 
 
-def run_round(selected: list[str]) -> tuple[list[str], str]:
-    """One pytest process over ``selected``: its failure lines and its summary line."""
+def run_round(selected: list[str], log: Path) -> tuple[list[str], str]:
+    """One pytest process over ``selected``: its failure lines and its summary line; a failed round's whole
+    output goes to ``log``."""
     with tempfile.TemporaryDirectory(prefix="nbmcp-flaky-") as runtime:
         env = {**os.environ, "JUPYTER_RUNTIME_DIR": runtime}
         command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rf", *selected]
@@ -46,6 +47,8 @@ def run_round(selected: list[str]) -> tuple[list[str], str]:
     failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
     if run.returncode not in (0, 5) and not failed:
         failed = [f"pytest exited {run.returncode}: {run.stderr.strip()[-500:]}"]
+    if failed:
+        log.write_text(run.stdout + "\n--- stderr ---\n" + run.stderr)
     return failed, lines[-1] if lines else f"exit {run.returncode}"
 
 
@@ -59,15 +62,17 @@ def main() -> int:
     parser.add_argument("paths", nargs="*", default=["tests"])
     args = parser.parse_args()
     selected = timing_tests(args.paths, args.words.split(","))
-    print(f"{len(selected)} tests, {args.rounds} rounds, {args.jobs} at a time", flush=True)
+    logs = Path(tempfile.mkdtemp(prefix="nbmcp-flaky-logs-"))
+    print(f"{len(selected)} tests, {args.rounds} rounds, {args.jobs} at a time; failed rounds' output in {logs}")
     failures: list[str] = []
     done = 0
     lock = threading.Lock()
     started = time.monotonic()
+    sys.stdout.flush()
 
     def one(round_: int) -> None:
         nonlocal done
-        failed, summary = run_round(selected)
+        failed, summary = run_round(selected, logs / f"round-{round_}.log")
         with lock:
             done += 1
             failures.extend(f"round {round_}: {line}" for line in failed)
