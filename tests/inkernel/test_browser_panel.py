@@ -28,7 +28,8 @@ from tests.browser import CHROMIUM, CHROMIUM_ARGS, requires_chromium
 from tests.conftest import connect, free_port
 
 SCREENSHOT = "/tmp/panel.png"
-BUSY_SECONDS = 60
+BUSY_SECONDS = 3600  # longer than any run of the test: the kernel is shut down with the server
+KERNEL_WORK_MS = 90_000  # what waits on a fresh kernel (imports, first widgets) on a loaded machine
 
 pytestmark = [
     pytest.mark.anyio,
@@ -171,11 +172,11 @@ async def test_approve_deny_and_timeout_by_clicking_in_jupyterlab(
             # Not awaited in the page: the command's promise settles only when the long cell ends.
             await page.evaluate("() => { void window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
             panel = page.locator(".nbmcp-panel")
-            await expect(panel).to_be_visible()
-            await expect(panel).to_contain_text("serving")
+            await expect(panel).to_be_visible(timeout=KERNEL_WORK_MS)
+            await expect(panel).to_contain_text("serving", timeout=KERNEL_WORK_MS)
             found = await kernel_server(lab)
             busy_prompt = page.locator(".jp-Cell").nth(1).locator(".jp-InputPrompt")
-            await expect(busy_prompt).to_contain_text("*")  # the long cell is running
+            await expect(busy_prompt).to_contain_text("*", timeout=KERNEL_WORK_MS)  # the long cell is running
 
             info = Implementation(name="browser-test-client", version="1.0")
             async with connect(found["url"], found["token"], client_info=info) as client:
