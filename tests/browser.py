@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import Any
 
 import pytest
 
@@ -22,3 +23,25 @@ requires_chromium = pytest.mark.skipif(
     reason="Debian's chromium is not installed (apt-get install chromium); "
     "Playwright's own browser download is not available here",
 )
+
+# jupyter-collaboration asks "The document is taking some time to load. What would you like to do?" when a notebook's
+# shared document has not synced within a fixed 5 s, and the modal stays until answered, even after the document
+# loads. A loaded machine gets there; the tests answer as a patient human would.
+SLOW_LOAD_DIALOG = ".jp-Dialog:has-text('taking some time to load')"
+CONTINUE_WAITING = "Continue waiting"
+
+
+def keep_waiting_for_slow_documents(page: Any) -> None:
+    """Answer jupyter-collaboration's slow-load dialog with "Continue waiting" whenever it blocks ``page``."""
+    dialog = page.locator(SLOW_LOAD_DIALOG)
+    page.add_locator_handler(dialog, lambda: dialog.get_by_role("button", name=CONTINUE_WAITING).click())
+
+
+async def keep_waiting_for_slow_documents_async(page: Any) -> None:
+    """:func:`keep_waiting_for_slow_documents` for Playwright's async API."""
+    dialog = page.locator(SLOW_LOAD_DIALOG)
+
+    async def answer() -> None:
+        await dialog.get_by_role("button", name=CONTINUE_WAITING).click()
+
+    await page.add_locator_handler(dialog, answer)

@@ -310,7 +310,7 @@ class Panel(w.VBox):
             self._local.drawing = True
             try:
                 self._draw_header(state)
-                self._draw_approvals(state.pending)
+                self._draw_approvals(state)
                 if state.running:
                     self._draw_tables(state)
                     self._draw_toggles(state)
@@ -351,12 +351,15 @@ class Panel(w.VBox):
             value=f"<span style='color:#cf222e;font-size:12px'>{html.escape(message)}</span>" if message else "",
         )
 
-    def _draw_approvals(self, pending: list[PendingApproval]) -> None:
+    def _draw_approvals(self, state: PanelState) -> None:
+        pending = state.pending
         count = len(pending)
+        # The timeout as the server applies it: what was typed in the box shows here once the kernel has it.
+        waits = f" A call waits {state.timeout:g} s for your answer." if state.policy in ("ask", "client") else ""
         title = (
             f"<b style='color:#9a6700'>{count} call{'s' if count != 1 else ''} waiting for your approval</b>"
             if count
-            else "<span style='font-size:12px;color:#57606a'>No calls waiting for approval.</span>"
+            else f"<span style='font-size:12px;color:#57606a'>No calls waiting for approval.{waits}</span>"
         )
         self._set_if_changed(self._approvals_title, value=title)
         wanted = {p.id: p for p in pending}

@@ -24,7 +24,7 @@ import nbformat
 import pytest
 from mcp.types import Implementation, TextContent
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, requires_chromium
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, keep_waiting_for_slow_documents_async, requires_chromium
 from tests.conftest import connect, free_port
 
 SCREENSHOT = "/tmp/panel.png"
@@ -163,6 +163,7 @@ async def test_approve_deny_and_timeout_by_clicking_in_jupyterlab(
         try:
             page = await browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(60_000)
+            await keep_waiting_for_slow_documents_async(page)
             await page.goto(f"{lab['url']}/lab/tree/panel.ipynb?token={lab['token']}")
             await page.wait_for_function("window.jupyterapp && document.querySelector('.jp-Notebook')")
             await page.wait_for_function(
@@ -220,6 +221,8 @@ async def test_approve_deny_and_timeout_by_clicking_in_jupyterlab(
                 timeout_input = panel.locator(".nbmcp-timeout input")
                 await timeout_input.fill("2")
                 await timeout_input.press("Enter")
+                # The box sends the value to the kernel through a comm: call once the server has it.
+                await expect(panel).to_contain_text("A call waits 2 s for your answer.", timeout=KERNEL_WORK_MS)
                 async with anyio.create_task_group() as tg:
                     results = []
                     tg.start_soon(lambda: _collect(results, call("satellite")))
