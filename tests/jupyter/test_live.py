@@ -272,7 +272,12 @@ async def test_notebook_edit_and_run_go_through_the_open_notebooks_shared_docume
             ran = await client.call_tool("notebook_run", {"path": "edit.ipynb", "cell_ids": [first, second, new]})
             assert not ran.is_error, text_of(ran)
             assert [r["status"] for r in ran.structured_content["results"]] == ["ok", "ok", "ok"]
-            cells = notebook.get()["cells"]
+
+            def ran_here() -> Any:  # the server's document has the outputs; this client's copy syncs after it
+                cells = notebook.get()["cells"]
+                return all(c["outputs"] and c["execution_count"] for c in cells[1:]) and cells
+
+            cells = await poll(ran_here, what="the run's outputs in this client's copy of the document")
             assert cells[1]["outputs"][0]["text"] == "4\n"
             assert cells[2]["outputs"][0]["data"]["text/plain"] == "42"
             assert cells[2]["execution_count"] > cells[1]["execution_count"] >= 1
