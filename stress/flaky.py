@@ -84,6 +84,8 @@ def main() -> int:
     print(f"\n{args.rounds} rounds in {minutes:.1f} min, {len(failures)} failure(s)")
     for failure in failures:
         print(failure)
+    if not failures:
+        logs.rmdir()
     return 1 if failures else 0
 
 
