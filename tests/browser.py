@@ -45,3 +45,13 @@ async def keep_waiting_for_slow_documents_async(page: Any) -> None:
         await dialog.get_by_role("button", name=CONTINUE_WAITING).click()
 
     await page.add_locator_handler(dialog, answer)
+
+
+def open_lab_notebook(browser: Any, url: str) -> Any:
+    """A page of ``browser`` at a JupyterLab notebook ``url``: 1400x900, 60 s per action (a loaded machine), and
+    the slow-load dialog answered whenever it shows."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(60_000)
+    keep_waiting_for_slow_documents(page)
+    page.goto(url)
+    return page

@@ -14,7 +14,7 @@ import pytest
 from mcp.types import TextContent
 
 from nbmcp.client import connect
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, keep_waiting_for_slow_documents, requires_chromium
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, open_lab_notebook, requires_chromium
 from tests.jupyter_helpers import JupyterProcess, jupyter_server, wait_for
 
 QUICKSTART = Path(__file__).parents[2] / "notebooks" / "01-quickstart.ipynb"
@@ -53,10 +53,7 @@ def test_a_tool_defined_in_the_page_is_called_from_outside(lab: JupyterProcess) 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.set_default_timeout(60_000)
-            keep_waiting_for_slow_documents(page)
-            page.goto(f"{lab.url}lab/tree/{QUICKSTART.name}?token={lab.token}")
+            page = open_lab_notebook(browser, f"{lab.url}lab/tree/{QUICKSTART.name}?token={lab.token}")
             page.wait_for_selector(".jp-Notebook .jp-Cell")
             # The kernel is connected when the status bar says so; before that, JupyterLab drops Shift+Enter.
             page.get_by_text("Python 3 (ipykernel) | Idle").wait_for()

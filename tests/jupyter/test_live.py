@@ -21,7 +21,7 @@ from mcp.types import TextContent
 
 from nbmcp.client import connect
 from nbmcp.jupyter.live import SharedNotebooks
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, keep_waiting_for_slow_documents, requires_chromium
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, open_lab_notebook, requires_chromium
 from tests.jupyter_helpers import JupyterProcess, jupyter_server, wait_for
 from tests.ydoc_client import open_notebook
 
@@ -345,10 +345,7 @@ def test_in_the_page_the_cell_and_its_output_appear_while_the_human_types(lab: J
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.set_default_timeout(60_000)
-            keep_waiting_for_slow_documents(page)
-            page.goto(f"{lab.url}lab/tree/page.ipynb?token={lab.token}")
+            page = open_lab_notebook(browser, f"{lab.url}lab/tree/page.ipynb?token={lab.token}")
             cells = page.locator(".jp-Notebook .jp-CodeCell")
             cells.first.wait_for()
             page.get_by_text("Python 3 (ipykernel) | Idle").wait_for()  # the page's kernel is up
