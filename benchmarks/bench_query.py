@@ -10,8 +10,9 @@ kernel with the same object registered under the same name (a relation: ``relati
 own connection), what a user would run in a cell. Runs alternate
 so both see the same machine. The reference line (DuckDB's own ``read_parquet``) is printed, not judged.
 
-Targets: tool <= 1.2 x direct DuckDB for the Parquet-backed dataset and LazyFrame. The relation's ratio is printed,
-not judged: the query's locked connection cannot scan another connection's relation, so it streams in as Arrow.
+Targets: tool <= 1.2 x direct DuckDB for all three. The relation lives on the user's connection, which the query's
+locked connection cannot read; its own SQL (``read_parquet`` of the file) is re-planned there with exactly that file
+allowed, so DuckDB scans the file itself rather than streaming every row in as Arrow.
 """
 
 from __future__ import annotations
@@ -125,11 +126,10 @@ def main() -> int:
     for name, (tool, direct) in medians.items():
         print(f"  {name:<14} {tool:9.1f} ms {direct:12.1f} ms {tool / direct:6.2f}x")
     print(f"  reference: DuckDB read_parquet on the file itself {reference * 1000:.1f} ms")
-    for name, label in (("orders_ds", "pyarrow dataset"), ("orders_lazy", "polars LazyFrame")):
+    labels = (("orders_ds", "pyarrow dataset"), ("orders_lazy", "polars LazyFrame"), ("orders_rel", "DuckDB relation"))
+    for name, label in labels:
         tool, direct = medians[name]
         verdicts.check(f"query tool / direct DuckDB ({label})", tool / direct, 1.2, "x")
-    # Not judged: a relation of the user's connection cannot be scanned by the query's own locked connection,
-    # so it crosses over as an Arrow stream; the direct run reads the file natively on the relation's connection.
     return verdicts.report()
 
 

@@ -209,14 +209,23 @@ class Source(ABC):
         """Rows ``offset .. offset+limit`` as JSON-safe records, O(limit) in memory. Past the end: ``[]``."""
         offset, limit = page_bounds(offset, limit)
         selected = self.check_columns(columns)
+        # One row past the page says whether there are more: a page that ends at the last row makes the count exact
+        # (without it, a full last page could only claim "more than" a total it had reached).
+        probe = limit + 1 if self.lazy else limit
         with self.state.lock:
-            rows = self.slice_records(offset, limit, selected)
-        records = [{k: to_jsonable(v) for k, v in row.items()} for row in rows]
+            try:
+                rows = self.slice_records(offset, probe, selected)
+            except FullScanError:  # that one row is past what a one-shot stream buffered: the page alone
+                probe, rows = limit, self.slice_records(offset, limit, selected)
+        more = len(rows) > limit
+        records = [{k: to_jsonable(v) for k, v in row.items()} for row in rows[:limit]]
         if self.lazy:
-            if records and len(records) < limit:
+            if more:
+                self.note_rows_seen(offset + limit + 1)
+            elif records and (len(records) < limit or probe > limit):
                 self.note_rows_seen(offset + len(records), exact=offset + len(records))
-            elif records:
-                self.note_rows_seen(offset + len(records) + 1)
+            elif records:  # a full page, and whether more follow is not known
+                self.note_rows_seen(offset + len(records))
         return records
 
     def shape(self) -> list[int | None]:

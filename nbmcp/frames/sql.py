@@ -2,24 +2,29 @@
 
 A query is refused before it runs unless DuckDB's own parser says it is exactly one ``SELECT`` (or
 ``WITH … SELECT``) statement whose tables are all among the given sources and whose table functions are
-only generators (``range``, ``generate_series``, ``unnest``). It then runs on a fresh in-memory DuckDB
-connection opened with external access off (no files, network or extension installs), extension
-autoloading off, Python replacement scans off and the configuration locked, on which exactly the sources
-the query names are registered (pandas, polars and pyarrow objects are scanned in place; DuckDB relations,
-Ibis tables and Dask frames stream in as Arrow). A timer interrupts it at the time limit; the result is
-capped in rows.
+only generators (``range``, ``generate_series``, ``unnest``). It then runs on a connection of its own to an
+in-memory DuckDB database opened with external access off (no files, network or extension installs), extension
+autoloading off, Python replacement scans off and the configuration locked (kept warm for the next query with
+the same settings), on which exactly the sources the query names are registered: pandas, polars and pyarrow
+objects are scanned in place; a DuckDB relation over files is re-planned from its own SQL as a view, the
+database allowing exactly the files it reads (so filters and projections reach DuckDB's own scan); other
+DuckDB relations, Ibis tables and Dask frames stream in as Arrow, and the answer says so. The assistant's SQL
+itself still calls no file function. A timer interrupts it at the time limit; the result is bounded in rows,
+value sizes and bytes inside the engine, and its spilling in disk (:mod:`nbmcp.frames.sql_bounds`).
+
+A query that Spark's own parser reads as naming Spark frames is checked and run by Spark alone
+(:mod:`nbmcp.frames.spark_sql`), never by DuckDB's reading of it: the two parsers disagree on quotes,
+escapes and comments. DuckDB's parser decides only what DuckDB runs, and DuckDB never reads Spark frames.
 
 This module imports only the standard library at import time: ``nbmcp serve`` sends its source to the
-kernel (which may not have nbmcp) and runs it there as the module ``_nbmcp_sql``.
+kernel (which may not have nbmcp) and runs it there as the module ``_nbmcp_sql``, with ``spark_sql`` as
+``_nbmcp_spark_sql`` and ``sql_bounds`` as ``_nbmcp_sql_bounds``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import json
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,31 +36,32 @@ __all__ = [
     "QueryRefused",
     "QueryResult",
     "QueryTimeout",
+    "install_siblings",
     "is_queryable",
     "namespace_sources",
     "run_json",
     "run_query",
+    "source_kind",
+    "timeout_message",
 ]
 
 ALLOWED = (
     "one SELECT (or WITH ... SELECT) statement over the exposed objects, by their names; no files, "
     "table functions other than range/generate_series/unnest, settings, ATTACH, COPY, PRAGMA, SET or INSTALL"
 )
+# Scalar functions that reveal the kernel's environment (a spill directory's path, allowed_paths under the
+# kernel's working directory, environment variables) or write to DuckDB's log: no use in read-only analysis.
+REFUSED_FUNCTIONS = frozenset({"current_setting", "getenv", "getvariable", "write_log"})
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 DEFAULT_SAVE_MAX_ROWS = 1_000_000
 DEFAULT_MEMORY_LIMIT = "2GB"
-# Generators only: every other table function reads something (files, settings, the catalog of extensions).
-_SAFE_TABLE_FUNCTIONS = {"range", "generate_series", "unnest"}
-# Spark SQL functions that reach the JVM or the file system.
-_SPARK_FORBIDDEN_FUNCTIONS = {"reflect", "java_method", "try_reflect", "input_file_name", "spark_partition_id"}
-_LOCKED_CONFIG = {
-    "enable_external_access": False,
-    "autoload_known_extensions": False,
-    "autoinstall_known_extensions": False,
-    "python_enable_replacements": False,
-}
+# Bounds outside DuckDB's memory_limit (see nbmcp.frames.sql_bounds), in bytes: the rows shown, as Arrow (in the
+# kernel: c.NbMCP.max_resource_bytes); a save_as result (c.NbMCP.query_save_max_bytes); spill disk (0: none).
+DEFAULT_MAX_RESULT_BYTES = 32 * 1024 * 1024
+DEFAULT_SAVE_MAX_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_SPILL_BYTES = 1024**3
 
 
 class QueryError(ValueError):
@@ -81,6 +87,10 @@ class QueryResult:
     tables: list[str] = field(default_factory=list)  # the sources the query read
     saved: Any = None  # pyarrow.Table with up to ``save_max_rows`` rows, when asked to save
     saved_truncated: bool = False
+    saved_over_bytes: bool = False  # the save stopped at its byte bound, not its row bound
+    cut: list[dict[str, Any]] = field(default_factory=list)  # long values cut in ``rows``: column, rows, sizes
+    big_integers: list[str] = field(default_factory=list)  # columns whose integers beyond 2**53 become JSON strings
+    notes: list[str] = field(default_factory=list)  # how sources were read, where it costs speed (streamed as Arrow)
 
 
 # ------------------------------------------------------------------------------ which objects are sources
@@ -90,7 +100,7 @@ def _module(obj: Any) -> str:
     return type(obj).__module__.split(".")[0]
 
 
-def _kind(obj: Any) -> str | None:
+def source_kind(obj: Any) -> str | None:
     """How SQL reaches ``obj``: "scan" (DuckDB scans it in place), "arrow" (streams in), "spark", "once" (a
     one-shot stream, refused), or None (not a table)."""
     module, name = _module(obj), type(obj).__name__
@@ -115,7 +125,7 @@ def _kind(obj: Any) -> str | None:
 
 def is_queryable(obj: Any) -> bool:
     """Whether ``query`` can read ``obj`` as a table."""
-    return _kind(obj) is not None
+    return source_kind(obj) is not None
 
 
 def namespace_sources(namespace: Mapping[str, Any], hidden: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
@@ -127,76 +137,49 @@ def namespace_sources(namespace: Mapping[str, Any], hidden: set[str] | frozenset
     }
 
 
-def _arrow_stream(obj: Any, mentioned: set[str], batch_rows: int = 1_000_000) -> Any:
-    """A ``pyarrow.RecordBatchReader`` over an object DuckDB cannot scan itself (memory O(batch)): the
-    frame adapter's own Arrow stream (:mod:`nbmcp.frames.sources`); a kernel without nbmcp streams DuckDB
-    relations only. Only the columns the query ``mentioned`` are streamed (all of them for a ``*``). Batches
-    of a million rows: DuckDB exports a relation about twice as fast as in batches of 100k (measured)."""
-    import pyarrow as pa
+# ------------------------------------------------------------------------------ the engine's modules
 
-    try:
-        from nbmcp.frames.sources import source_for
-    except ImportError:
-        source_for = None
-    if source_for is None:
-        if _module(obj) in ("duckdb", "_duckdb"):
-            return obj.to_arrow_reader(batch_rows)
-        raise QueryRefused(f"querying a {type(obj).__name__} needs nbmcp in the kernel's environment")
-    source = source_for(obj)
-    # Projection pushdown by hand: the stream is opaque to DuckDB, so the backend reads only what is needed.
-    names = source.columns()
-    wanted = None if "*" in mentioned else [c for c in names if c.lower() in mentioned] or names[:1]
-    batches = iter(source.batches(wanted, batch_rows, sys.maxsize))
-    first = next(batches, None)
-    if first is None:  # no rows: an empty table of the right schema
-        return source.slice_arrow(0, 0, wanted).to_reader()
-    return pa.RecordBatchReader.from_batches(first.schema, itertools.chain([first], batches))
+# In a kernel that got the engine from nbmcp serve as sources: its modules by name (see install_siblings).
+kernel_modules: dict[str, Any] | None = None
+
+
+def _sibling(name: str) -> Any:
+    """Another module of the query engine: ``nbmcp.frames.<name>``, or its copy sent to the kernel."""
+    if kernel_modules is not None:
+        return kernel_modules[name]
+    import importlib
+
+    return importlib.import_module(f"nbmcp.frames.{name}")
+
+
+def install_siblings(sources: Mapping[str, str]) -> None:
+    """In a kernel that may have no nbmcp, ``nbmcp serve`` sends this module and the engine's other modules
+    as sources: run each of those as a module of its own, and let each find the others (``kernel_modules``)."""
+    import types
+
+    modules: dict[str, Any] = {"sql": sys.modules[__name__]}
+    for name, source in sources.items():
+        module = sys.modules[f"{__name__}_{name}"] = types.ModuleType(f"{__name__}_{name}")  # dataclasses look there
+        exec(compile(source, f"<nbmcp.frames.{name}>", "exec"), module.__dict__)
+        modules[name] = module
+    for module in modules.values():
+        module.kernel_modules = modules
+
+
+def _bounds() -> Any:
+    return _sibling("sql_bounds")
+
+
+def _duckdb() -> Any:
+    """DuckDB's side of the engine (:mod:`nbmcp.frames.sql_duckdb`); a clear error where DuckDB is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("duckdb") is None:
+        raise QueryError("query needs DuckDB in the kernel's environment: pip install 'jupyter-nbmcp[data]'")
+    return _sibling("sql_duckdb")
 
 
 # ------------------------------------------------------------------------------ checking a query
-
-
-def _connect(memory_limit: str) -> Any:
-    try:
-        import duckdb
-    except ImportError:
-        raise QueryError("query needs DuckDB in the kernel's environment: pip install 'jupyter-nbmcp[data]'") from None
-
-    con = duckdb.connect(":memory:", config={**_LOCKED_CONFIG, "memory_limit": memory_limit})
-    # A query runs on a worker thread: DuckDB's progress widget would land in whatever cell the user runs.
-    con.execute("SET enable_progress_bar = false")
-    # Last: from here on nothing the query does can change a setting.
-    con.execute("SET lock_configuration = true")
-    return con
-
-
-def _walk(node: Any, tables: list[dict[str, Any]], ctes: set[str], functions: set[str], columns: set[str]) -> None:
-    if isinstance(node, dict):
-        kind = node.get("type")
-        if kind in ("BASE_TABLE", "TABLE_FUNCTION"):
-            tables.append(node)
-        if node.get("class") == "STAR":
-            columns.add("*")
-        elif node.get("class") == "COLUMN_REF" and node.get("column_names"):
-            columns.update(str(part).lower() for part in node["column_names"])  # a qualifier or struct field: harmless
-        if kind == "JOIN":
-            columns.update(str(c).lower() for c in node.get("using_columns") or [])
-            if node.get("ref_type") == "NATURAL":
-                columns.add("*")
-        if node.get("class") == "FUNCTION" and isinstance(node.get("function_name"), str):
-            functions.add(node["function_name"].lower())
-        cte_map = node.get("cte_map")
-        if isinstance(cte_map, dict):
-            ctes.update(str(entry.get("key", "")).lower() for entry in cte_map.get("map") or [])
-        for value in node.values():
-            _walk(value, tables, ctes, functions, columns)
-    elif isinstance(node, list):
-        for value in node:
-            _walk(value, tables, ctes, functions, columns)
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _names_list(names: Any) -> str:
@@ -209,10 +192,25 @@ class _Checked:
     statement: str
     tables: dict[str, str]  # name as written (lower) -> exposed name
     functions: set[str]
-    locations: list[tuple[int, int, str]]  # (byte offset, byte length, exposed name) of each table reference
-    qualified: bool = False  # a table was named with its schema (main.sales)
     columns: set[str] = field(default_factory=set)  # column names the query mentions (lower case), "*" for a star
     uses: dict[str, int] = field(default_factory=dict)  # how often the query reads each exposed name
+    relations: dict[str, Any] = field(default_factory=dict)  # DuckDB relations read: sql_duckdb.RelationPlan
+    notes: list[str] = field(default_factory=list)  # what the answer should say about how sources were read
+
+
+def _lambda_functions(node: Any, inside: bool = False) -> set[str]:
+    """The functions called inside lambdas of a serialized parse tree (lower case)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        inside = inside or node.get("class") == "LAMBDA"
+        if inside and node.get("class") == "FUNCTION" and isinstance(node.get("function_name"), str):
+            found.add(node["function_name"].lower())
+        for value in node.values():
+            found |= _lambda_functions(value, inside)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _lambda_functions(value, inside)
+    return found
 
 
 def check_query(sql: Any, names: Any, con: Any) -> _Checked:
@@ -240,16 +238,14 @@ def check_query(sql: Any, names: Any, con: Any) -> _Checked:
     ctes: set[str] = set()
     functions: set[str] = set()
     columns: set[str] = set()
-    _walk(tree, refs, ctes, functions, columns)
+    _duckdb().walk(tree, refs, ctes, functions, columns)
     exposed = {str(n).lower(): str(n) for n in names}
     tables: dict[str, str] = {}
-    locations: list[tuple[int, int, str]] = []
-    any_qualified = False
     uses: dict[str, int] = {}
     for ref in refs:
         if ref["type"] == "TABLE_FUNCTION":
             fn = str((ref.get("function") or {}).get("function_name", "")).lower()
-            if fn not in _SAFE_TABLE_FUNCTIONS:
+            if fn not in _duckdb().SAFE_TABLE_FUNCTIONS:
                 raise QueryRefused(
                     f"sql calls the table function {fn}(), which query does not allow (files, settings and "
                     f"external data are off); query the exposed objects instead: {_names_list(exposed.values())}"
@@ -271,13 +267,19 @@ def check_query(sql: Any, names: Any, con: Any) -> _Checked:
             )
         tables[name.lower()] = exposed[name.lower()]
         uses[exposed[name.lower()]] = uses.get(exposed[name.lower()], 0) + 1
-        any_qualified = any_qualified or bool(qualified)
-        start = ref.get("query_location")
-        if isinstance(start, int) and start < 2**63 and not qualified:
-            # The name as written (the node's own span includes its alias): quoted or bare.
-            written = len(name.encode()) + (2 if text.encode()[start : start + 1] == b'"' else 0)
-            locations.append((start, written, exposed[name.lower()]))
-    return _Checked(text, tables, functions, locations, any_qualified, columns, uses)
+    multiplied = sorted(_lambda_functions(tree) & _bounds().SIZED_FUNCTIONS)
+    if multiplied:
+        raise QueryRefused(
+            f"sql builds {multiplied[0]}() inside a lambda (list_transform, a list comprehension, ...), which builds "
+            "it once per element: past the bound for one value. Build it outside the lambda, or aggregate instead"
+        )
+    revealing = sorted(functions & REFUSED_FUNCTIONS)
+    if revealing:
+        raise QueryRefused(
+            f"sql calls {revealing[0]}(), which reveals the kernel's settings, paths or environment; query reads "
+            f"only the exposed objects: {_names_list(exposed.values())}"
+        )
+    return _Checked(text, tables, functions, columns, uses)
 
 
 # ------------------------------------------------------------------------------ running it
@@ -292,10 +294,15 @@ def run_query(
     save: bool = False,
     save_max_rows: int = DEFAULT_SAVE_MAX_ROWS,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+    save_max_bytes: int = DEFAULT_SAVE_MAX_BYTES,
+    max_spill_bytes: int = DEFAULT_MAX_SPILL_BYTES,
 ) -> QueryResult:
     """Run one read-only SELECT over ``sources`` (name -> frame); at most ``limit`` rows come back.
 
-    ``save`` also keeps up to ``save_max_rows`` rows of the result (``saved``). Raises
+    ``save`` also keeps up to ``save_max_rows`` rows of the result (``saved``), at most ``save_max_bytes``
+    of them as Arrow. Long values are cut inside DuckDB (``result.cut`` says where); the rows shown are
+    refused past ``max_result_bytes``; DuckDB spills at most ``max_spill_bytes`` to disk (0: none). Raises
     :class:`QueryRefused` for what is not allowed, :class:`QueryTimeout` past ``timeout`` seconds and
     :class:`QueryError` with the engine's message for the rest.
     """
@@ -304,133 +311,114 @@ def run_query(
     if not isinstance(timeout, (int, float)) or not timeout > 0:
         raise QueryRefused(f"timeout must be a positive number of seconds, got {timeout!r}")
     started = time.perf_counter()
-    con = _connect(memory_limit)  # first: a missing DuckDB is said before anything else
+    # Spark cuts long values inside Spark as DuckDB does; with save_as, the rows shown are the first saved ones.
+    spark_bounds = _sibling("spark_bounds")
+    bounds = spark_bounds.SparkBounds.of(save, max_result_bytes, save_max_bytes)
+    spark = _spark_first(sql, sources, max(limit, save_max_rows) if save else limit, timeout, bounds)
+    if spark.table is not None:
+        shown, cut = spark_bounds.first_rows(spark.fetched, limit, max_result_bytes)
+        more = spark.more or spark.table.num_rows > limit
+        result = QueryResult(shown, more, "spark", time.perf_counter() - started, spark.used, cut=cut)
+        result.notes += _bounds().cut_notes(cut, "saved" if save else "shown")
+        if save:
+            result.saved, result.saved_truncated = spark.table, spark.more
+            result.saved_over_bytes = spark.fetched.over_bytes
+        _note_big_integers(result)
+        return result
     try:
-        checked = check_query(sql, sources, con)
-        used = {name: sources[name] for name in checked.tables.values()}
-        spark = sorted(n for n, v in used.items() if _kind(v) == "spark")
-        if spark and len(spark) != len(used):
-            others = sorted(set(used) - set(spark))
-            raise QueryRefused(
-                f"sql mixes Spark frames ({', '.join(spark)}) with other objects ({', '.join(others)}); "
-                "one query runs on one engine: query them separately, or save_as a small result and join that"
-            )
-        fetch = max(limit, save_max_rows) if save else limit
-        if spark:
-            table, more = _run_spark(checked, used, fetch, timeout)
-            engine = "spark"
-        else:
-            table, more = _run_duckdb(con, checked, used, fetch, timeout)
-            engine = "duckdb"
+        duck = _duckdb()  # first: a missing DuckDB is said before anything else
+        with duck.parsing() as parser:
+            checked = check_query(sql, sources, parser)
+    except QueryError as exc:
+        if spark.error is None or isinstance(exc, QueryRefused):
+            raise
+        raise QueryError(f"{exc}\n(read as Spark SQL: {spark.error})") from None
+    used = {name: sources[name] for name in checked.tables.values()}
+    # DuckDB relations are re-planned on the query's connection, which may open exactly the files they read.
+    taken = {name.lower() for name in used}
+    checked.relations = {
+        n: duck.relation_plan(v, taken) for n, v in used.items() if _module(v) in ("duckdb", "_duckdb")
+    }
+    replanned = [plan for plan in checked.relations.values() if plan.sql is not None]
+    paths, directories = [p for r in replanned for p in r.paths], [d for r in replanned for d in r.directories]
+    con = duck.warm_cursor(memory_limit, paths, directories, max_spill_bytes)
+    try:
+        _refuse_spark_frames(used, spark)
+        bounds = duck.Bounds(limit, save_max_rows if save else 0, max_result_bytes, save_max_bytes)
+        shown, saved = duck.run(con, checked, used, timeout, bounds)
+        engine = "duckdb"
     finally:
-        con.close()
+        duck.release(con)  # the cursor; its database stays warm for the next query
     result = QueryResult(
-        rows=table.slice(0, limit),
-        more=more or table.num_rows > limit,
+        rows=shown.table,
+        more=shown.more or (saved is not None and saved.more),
         engine=engine,
         elapsed_s=time.perf_counter() - started,
         tables=sorted(used),
+        notes=checked.notes,
+        cut=shown.cut,
     )
-    if save:
-        result.saved, result.saved_truncated = table, more
+    result.notes += _bounds().cut_notes(shown.cut)
+    if saved is not None:
+        result.saved, result.saved_truncated, result.saved_over_bytes = saved.table, saved.more, saved.over_bytes
+        result.notes += _bounds().cut_notes(saved.cut, "saved")
+    _note_big_integers(result)
     return result
 
 
-def _timeout_message(timeout: float) -> str:
+def _note_big_integers(result: QueryResult) -> None:
+    result.big_integers = _bounds().big_integer_columns(result.rows)
+    if result.big_integers:
+        result.notes.append(
+            f"integers beyond ±2**53 in {', '.join(result.big_integers)} are given as strings: JSON numbers would "
+            "not hold them exactly"
+        )
+
+
+def timeout_message(timeout: float) -> str:
     return (
         f"the query was interrupted at its time limit of {timeout:g} s; the kernel is fine. Narrow it (a "
         "filter, fewer columns, an aggregate) or ask the notebook's owner for a longer query_timeout"
     )
 
 
-def _run_duckdb(con: Any, checked: _Checked, used: dict[str, Any], fetch: int, timeout: float) -> tuple[Any, bool]:
-    import duckdb
+def _spark_engine() -> Any:
+    return _sibling("spark_sql")
 
-    for name, value in used.items():
-        if _kind(value) == "once":
-            raise QueryRefused(
-                f"{name} is a pyarrow.RecordBatchReader, a stream that can be read only once: a query would use "
-                "it up. Expose a pyarrow.Table (reader.read_all()) or a pyarrow.dataset instead"
-            )
-        if _kind(value) == "scan":
-            con.register(name, value)
-            continue
-        stream = _arrow_stream(value, checked.columns)
-        if checked.uses.get(name, 0) > 1:
-            # A stream can be scanned once; a self-join reads it twice: keep it in memory (memory_limit bounds it).
-            con.register("nbmcp_stream", stream)
-            con.execute(f"CREATE TEMP TABLE {_quoted(name)} AS SELECT * FROM nbmcp_stream")
-            con.unregister("nbmcp_stream")
-        else:
-            con.register(name, stream)
-    timer = threading.Timer(timeout, con.interrupt)
-    timer.daemon = True
-    timer.start()
+
+def _spark_first(sql: Any, sources: Mapping[str, Any], fetch: int, timeout: float, bounds: Any) -> Any:
+    """``spark_sql.first``: Spark checks and runs the query when its own parser reads it as naming exposed Spark
+    frames (or DuckDB is missing); otherwise DuckDB takes it, and refuses any Spark frame it reads."""
+    import importlib.util
+
+    engine = _spark_engine()
+    frames = {name: value for name, value in sources.items() if source_kind(value) == "spark"}
+    if not frames or not isinstance(sql, str) or not sql.strip():
+        return engine.Outcome()
+    duckdb = importlib.util.find_spec("duckdb") is not None
     try:
-        table = con.sql(checked.statement).limit(fetch + 1).to_arrow_table()
-    except duckdb.InterruptException:
-        raise QueryTimeout(_timeout_message(timeout)) from None
-    except duckdb.PermissionException as exc:
-        raise QueryRefused(f"sql: {exc}; allowed: {ALLOWED}") from None
-    except duckdb.Error as exc:
-        raise QueryError(f"sql: {exc}") from None
-    finally:
-        timer.cancel()
-    more = table.num_rows > fetch
-    return (table.slice(0, fetch) if more else table), more
+        return engine.first(sql, sources, frames, fetch, timeout, duckdb_available=duckdb, bounds=bounds)
+    except engine.SparkRefused as exc:
+        raise QueryRefused(str(exc)) from None
+    except engine.SparkTimeout:
+        raise QueryTimeout(timeout_message(timeout)) from None
+    except engine.SparkFailed as exc:
+        raise QueryError(str(exc)) from None
 
 
-def _run_spark(checked: _Checked, used: dict[str, Any], fetch: int, timeout: float) -> tuple[Any, bool]:
-    """Spark SQL over Spark frames: names become ``{name}`` arguments, which Spark binds as temporary
-    views of its own (nothing is added to the user's session catalog)."""
-    import uuid
-
-    if checked.qualified:
-        raise QueryRefused("sql on Spark frames must name them plainly (no schema), e.g. SELECT * FROM events")
-    forbidden = checked.functions & _SPARK_FORBIDDEN_FUNCTIONS
-    if forbidden:
-        raise QueryRefused(f"sql calls {', '.join(sorted(forbidden))}, which query does not allow on Spark")
-    raw = checked.statement.encode()
-    pieces, end = [], 0
-    for start, length, name in sorted(checked.locations):
-        pieces.append(raw[end:start].decode().replace("{", "{{").replace("}", "}}"))
-        pieces.append("{" + name + "}")
-        end = start + length
-    pieces.append(raw[end:].decode().replace("{", "{{").replace("}", "}}"))
-    text = "".join(pieces)
-    frame = next(iter(used.values()))
-    spark = frame.sparkSession
-    group = f"nbmcp-query-{uuid.uuid4().hex}"
-    context = spark.sparkContext
-    context.setJobGroup(group, "nbmcp query", interruptOnCancel=True)
-    done, expired = threading.Event(), threading.Event()
-
-    def cancel_until_done() -> None:
-        # cancelJobGroup cancels the jobs running now; a query still planning starts its jobs later, so the
-        # group is cancelled again until the query has returned.
-        expired.set()
-        while not done.is_set():
-            with contextlib.suppress(Exception):
-                context.cancelJobGroup(group)
-            done.wait(0.25)
-
-    timer = threading.Timer(timeout, cancel_until_done)
-    timer.daemon = True
-    timer.start()
-    try:
-        table = spark.sql(text, **used).limit(fetch + 1).toArrow()
-    except Exception as exc:
-        if expired.is_set():
-            raise QueryTimeout(_timeout_message(timeout)) from None
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise QueryError(f"sql (Spark): {message}") from None
-    finally:
-        done.set()
-        timer.cancel()
-        with contextlib.suppress(Exception):
-            context.setLocalProperty("spark.jobGroup.id", None)
-    more = table.num_rows > fetch
-    return (table.slice(0, fetch) if more else table), more
+def _refuse_spark_frames(used: Mapping[str, Any], spark: Any) -> None:
+    """DuckDB never reads a Spark frame: when DuckDB's parser finds one that Spark's parser did not, the two
+    read the text differently (a quote, an escape, a comment), and the query is refused."""
+    named = sorted(name for name, value in used.items() if source_kind(value) == "spark")
+    if not named:
+        return
+    if spark.error is not None:
+        raise QueryError(f"sql (Spark): {spark.error}")
+    raise QueryRefused(
+        f"sql reads the Spark frame(s) {', '.join(named)} only as DuckDB's parser reads it; Spark's own parser "
+        "reads this text differently (a quote, escape or comment means something else to it). Spark frames are "
+        f"queried in Spark SQL, as Spark reads the text; allowed: {_spark_engine().allowed(spark.frames)}"
+    )
 
 
 # ------------------------------------------------------------------------------ kernel side of nbmcp serve
@@ -444,8 +432,8 @@ def _records(table: Any) -> list[dict[str, Any]]:
         from nbmcp.frames import page
 
         return page(table, 0, table.num_rows)
-    except ImportError:  # a kernel without nbmcp: plain records, made JSON by default=str
-        return table.to_pylist()
+    except ImportError:  # a kernel without nbmcp: plain records (big integers as strings), JSON by default=str
+        return _bounds().records(table)
 
 
 def _payload(result: QueryResult) -> dict[str, Any]:
@@ -456,6 +444,9 @@ def _payload(result: QueryResult) -> dict[str, Any]:
         "engine": result.engine,
         "elapsed_ms": round(result.elapsed_s * 1000, 1),
         "tables": result.tables,
+        "notes": result.notes,
+        "cut": result.cut,
+        "big_integers_as_strings": result.big_integers,
     }
 
 
@@ -466,6 +457,9 @@ def run_json(
     save_as: str | None = None,
     save_max_rows: int = DEFAULT_SAVE_MAX_ROWS,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+    save_max_bytes: int = DEFAULT_SAVE_MAX_BYTES,
+    max_spill_bytes: int = DEFAULT_MAX_SPILL_BYTES,
 ) -> str:
     """``query`` over the kernel's variables, answered as JSON (``{"error": ...}`` when refused or failed).
 
@@ -499,12 +493,17 @@ def run_json(
             save=save_as is not None,
             save_max_rows=save_max_rows,
             memory_limit=memory_limit,
+            max_result_bytes=max_result_bytes,
+            save_max_bytes=save_max_bytes,
+            max_spill_bytes=max_spill_bytes,
         )
         data = _payload(result)
         if save_as is not None:
             namespace[save_as] = result.saved
             _saved[save_as] = id(result.saved)
             data["saved_as"] = {"name": save_as, "rows": result.saved.num_rows, "truncated": result.saved_truncated}
+            if result.saved_over_bytes:
+                data["saved_as"]["max_bytes"] = save_max_bytes
     except QueryError as exc:
         return json.dumps({"error": str(exc), "refused": isinstance(exc, QueryRefused)})
     except ModuleNotFoundError as exc:

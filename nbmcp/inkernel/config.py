@@ -44,6 +44,15 @@ class NbMCP(Configurable):
     query_timeout = Float(30.0, help="Seconds a `query` may run before it is interrupted.").tag(config=True)
     query_save_max_rows = Int(1_000_000, help="Rows of a `query` result that save_as keeps.").tag(config=True)
     query_memory_limit = Unicode("2GB", help="DuckDB memory limit of one `query` (e.g. '2GB').").tag(config=True)
+    query_save_max_bytes = Int(
+        256 * 1024 * 1024,
+        help="Bytes (as Arrow) of a `query` result that save_as keeps; past them it keeps fewer rows and says so.",
+    ).tag(config=True)
+    query_max_spill_bytes = Int(
+        1024**3,
+        help="Bytes of disk one `query` may spill to when it outgrows query_memory_limit (in a temporary directory "
+        "of its own, removed afterwards); past them it fails with a clear error. 0: no spilling.",
+    ).tag(config=True)
     count_cap = Int(
         1_000_000, help="Rows counted at most where a count is not free; past it totals read 'more than N'."
     ).tag(config=True)
@@ -57,7 +66,7 @@ class NbMCP(Configurable):
         config=True
     )
 
-    @validate("count_cap", "max_resource_bytes", "profile_rows")
+    @validate("count_cap", "max_resource_bytes", "profile_rows", "query_save_max_bytes")
     def _check_positive(self, proposal: dict[str, Any]) -> int:
         if proposal["value"] < 1:
             raise ValueError(f"{proposal['trait'].name} must be at least 1, not {proposal['value']}")
@@ -97,6 +106,12 @@ class NbMCP(Configurable):
     @default("port")
     def _port_default(self) -> int:
         return int(os.environ.get("NBMCP_PORT", "0") or 0)
+
+    @validate("query_max_spill_bytes")
+    def _check_not_negative(self, proposal: dict[str, Any]) -> int:
+        if proposal["value"] < 0:
+            raise ValueError(f"{proposal['trait'].name} must be 0 (no spilling) or more, not {proposal['value']}")
+        return proposal["value"]
 
     @validate("port")
     def _check_port(self, proposal: dict[str, Any]) -> int:

@@ -33,11 +33,18 @@ class QueryTool:
         timeout: float = sql.DEFAULT_TIMEOUT,
         save_max_rows: int = sql.DEFAULT_SAVE_MAX_ROWS,
         memory_limit: str = sql.DEFAULT_MEMORY_LIMIT,
+        max_result_bytes: int = sql.DEFAULT_MAX_RESULT_BYTES,
+        save_max_bytes: int = sql.DEFAULT_SAVE_MAX_BYTES,
+        max_spill_bytes: int = sql.DEFAULT_MAX_SPILL_BYTES,
     ) -> None:
         self.registry = registry
         self.timeout = timeout
         self.save_max_rows = save_max_rows
         self.memory_limit = memory_limit
+        # Bounds outside DuckDB's memory_limit: c.NbMCP.max_resource_bytes, query_save_max_bytes, query_max_spill_bytes
+        self.max_result_bytes = max_result_bytes
+        self.save_max_bytes = save_max_bytes
+        self.max_spill_bytes = max_spill_bytes
         # name -> id of the result this tool exposed there: save_as replaces only those, while they are still ours
         self._saved: dict[str, int] = {}
 
@@ -67,6 +74,9 @@ class QueryTool:
             save=save_as is not None,
             save_max_rows=self.save_max_rows,
             memory_limit=self.memory_limit,
+            max_result_bytes=self.max_result_bytes,
+            save_max_bytes=self.save_max_bytes,
+            max_spill_bytes=self.max_spill_bytes,
         )
         table = result.rows
         columns = list(table.column_names)
@@ -79,6 +89,9 @@ class QueryTool:
             "engine": result.engine,
             "elapsed_ms": round(result.elapsed_s * 1000, 1),
             "tables": result.tables,
+            "notes": result.notes,
+            "cut": result.cut,
+            "big_integers_as_strings": result.big_integers,
         }
         shown = f"{len(records):,} rows" + (f" (the first {limit}; the result has more)" if result.more else "")
         header = f"{shown} from {result.engine} in {result.elapsed_s * 1000:.0f} ms"
@@ -90,7 +103,10 @@ class QueryTool:
             cut = (
                 f", cut at {self.save_max_rows:,} rows (c.NbMCP.query_save_max_rows)" if result.saved_truncated else ""
             )
+            if result.saved_over_bytes:
+                cut = f", cut at {self.save_max_bytes:,} bytes (c.NbMCP.query_save_max_bytes)"
             header += f"; saved as {save_as!r} ({saved.num_rows:,} rows{cut}): page it with read_rows({save_as!r})"
+        header += "".join(f"\nnote: {note}" for note in result.notes)
         body = frames.markdown_table(records, columns) if records else "(no rows)"
         return CallToolResult(content=[TextContent(type="text", text=header + "\n\n" + body)], structured_content=info)
 

@@ -93,7 +93,8 @@ def test_every_backend_pages_counts_and_describes_the_same_way(backend: tuple[st
     info = frames.describe(frames.source_for(obj, frames.Limits(count_cap=5_000, profile_rows=4_000)))
     assert set(info) >= {"kind", "shape", "total_rows", "count_capped", "columns", "memory_bytes", "head", "profile"}
     assert info["head"][0] == {"id": 0, "x": 0.0, "city": "Oslo"} and len(info["head"]) == 10
-    if name in ("pandas", "polars", "arrow-table", "arrow-dataset"):  # counts are free: exact, whatever the cap
+    # Counts are free (in memory, or in the Parquet metadata of a plain scan): exact, whatever the cap
+    if name in ("pandas", "polars", "arrow-table", "arrow-dataset", "polars-lazy", "duckdb"):
         assert info["total_rows"] == ROWS and info["count_capped"] is False
     else:  # counting stops at the cap and says so (a page seen past it raises what is known)
         assert info["total_rows"] is None and info["count_capped"] is True and info["rows_at_least"] > 5_000
@@ -104,6 +105,30 @@ def test_every_backend_pages_counts_and_describes_the_same_way(backend: tuple[st
     assert by_name["id"]["distinct"] == 4_000 and by_name["city"]["nulls"] == 1_000
     assert by_name["city"]["distinct"] in (3, 4)  # backends differ on whether null is a distinct value
     assert {t["value"] for t in by_name["city"]["top"]} >= {"Oslo", "Lima", "Pune"}
+
+
+FILTERED = {  # every row passes the filter: a count that scanned would be exact, one that stopped is capped
+    "polars-lazy": lambda lazy: lazy.filter(pl.col("id") >= 0),
+    "arrow-dataset": lambda dataset: dataset.filter(pads.field("id") >= 0),
+    "duckdb": lambda relation: relation.filter("id >= 0"),
+}
+
+
+@pytest.mark.parametrize("name", list(FILTERED))
+def test_a_plain_parquet_scan_is_counted_from_metadata_and_a_filtered_one_is_capped(parquet: Path, name: str) -> None:
+    plain = BACKENDS[name](parquet)
+    limits = frames.Limits(count_cap=5_000)
+    source = frames.source_for(plain, limits)
+    assert source.shape() == [ROWS, 3]  # known before anything counted: the index and variable lists show it
+    assert source.count().rows == ROWS and source.count().text() == f"{ROWS:,}"  # exact although the cap is lower
+    assert frames.describe(frames.source_for(plain, limits))["total_rows"] == ROWS
+    filtered = frames.source_for(FILTERED[name](plain), limits)
+    assert filtered.shape()[0] is None
+    count = filtered.count()  # counting stops at the cap instead of scanning the whole file
+    assert count.rows is None and count.text() == "more than 5,000", count
+    # A full page ending at the last row proves the total: the count is exact, not "more than" the last row.
+    assert [r["id"] for r in filtered.page(ROWS - 3, 3, ["id"])] == [ROWS - 3, ROWS - 2, ROWS - 1]
+    assert filtered.count().rows == ROWS and filtered.count().text() == f"{ROWS:,}"
 
 
 def test_exact_count_below_the_cap_and_a_short_last_page_is_exact(backend: tuple[str, object]) -> None:

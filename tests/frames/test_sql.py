@@ -15,7 +15,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from nbmcp.frames import sql
+from nbmcp.frames import sql, sql_duckdb
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -77,10 +77,13 @@ def test_lazy_sources_are_queried_by_name(lazy_sources: dict, name: str) -> None
 
 
 def test_streamed_sources_read_only_the_columns_the_query_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A DuckDB relation of another connection streams in as Arrow: only the columns the query names are read."""
+    """A DuckDB relation over a table of its own connection streams in as Arrow: only the columns the query names
+    are read."""
     from nbmcp.frames.adapters.duckdb_relation import DuckDBSource
 
-    rel = duckdb.sql("SELECT range AS id, range % 3 AS k, 'x' || range AS label FROM range(10)")
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT range AS id, range % 3 AS k, 'x' || range AS label FROM range(10)")
+    rel = con.table("t")
     asked: list[list[str] | None] = []
     real_batches = DuckDBSource.batches
 
@@ -176,7 +179,7 @@ def test_bad_arguments_name_the_argument(sources: dict) -> None:
 def test_the_connection_itself_is_locked_and_sees_no_python_variables(parquet: Path) -> None:
     """Defence in depth: what the parser check lets through still meets a connection that cannot do harm."""
     secret = pd.DataFrame({"password": ["hunter2"]})  # noqa: F841 - a replacement scan would find it by name
-    con = sql._connect("1GB")
+    con = sql_duckdb.connect("1GB", max_spill_bytes=sql.DEFAULT_MAX_SPILL_BYTES)
     try:
         with pytest.raises(duckdb.CatalogException):
             con.sql("SELECT * FROM secret").fetchall()

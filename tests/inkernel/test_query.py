@@ -69,6 +69,25 @@ async def test_arrow_datasets_and_duckdb_relations(server: dict, name: str) -> N
         assert result.structured_content["rows"] == [{"top": 19_999}], text_of(result)
 
 
+async def test_a_relation_over_its_own_connections_table_is_streamed_and_the_answer_says_so(
+    server: dict, kernel: KernelHandle
+) -> None:
+    kernel.run(
+        "_own = duckdb.connect()\n_own.execute('CREATE TABLE t AS SELECT range AS n FROM range(7)')\n"
+        "nbmcp.expose(_own.table('t'), 'numbers_rel')"
+    ).raise_for_error()
+    try:
+        async with connect(server["url"], server["token"]) as client:
+            streamed = await client.call_tool("query", {"sql": "SELECT max(n) AS top FROM numbers_rel"})
+            assert streamed.structured_content["rows"] == [{"top": 6}], text_of(streamed)
+            [note] = streamed.structured_content["notes"]
+            assert note.startswith("numbers_rel streamed as Arrow") and f"note: {note}" in text_of(streamed)
+            replanned = await client.call_tool("query", {"sql": "SELECT count(*) AS n FROM orders_rel"})
+            assert replanned.structured_content["notes"] == [] and "note:" not in text_of(replanned)
+    finally:
+        kernel.run("nbmcp.unexpose('numbers_rel')").raise_for_error()
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_refusals_list_what_is_exposed(server: dict, mode: str) -> None:
     async with connect(server["url"], server["token"], mode=mode) as client:

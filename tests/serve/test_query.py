@@ -3,6 +3,10 @@ shared kernel, the SDK client in both protocol eras)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +32,9 @@ config = {"alpha": 1}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    proc = ServeProcess(tmp_path_factory.mktemp("query"), "--shared", "--query-timeout", "2")
+    proc = ServeProcess(
+        tmp_path_factory.mktemp("query"), "--shared", "--query-timeout", "2", "--query-max-spill-bytes", "12345678"
+    )
     try:
         yield proc
     finally:
@@ -87,9 +93,39 @@ async def test_refusals_name_the_kernels_tables(ready: ServeProcess, mode: str) 
         assert text_of(unchanged).splitlines()[0] == "17.5"
 
 
+async def test_results_are_bounded_in_the_kernel_and_the_client_is_told(ready: ServeProcess) -> None:
+    async with connect(ready.url, TOKEN) as client:
+        result = await client.call_tool(
+            "query",
+            {
+                "sql": "SELECT repeat('x', 5000000) AS s, 12499997500000::HUGEINT AS total, "
+                "1152921504606846976::HUGEINT AS huge"
+            },
+        )
+        assert not result.is_error, text_of(result)
+        data = result.structured_content
+        assert data["rows"] == [{"s": "x" * 2000, "total": 12_499_997_500_000, "huge": "1152921504606846976"}]
+        # The spill bound reached the kernel's query databases (query itself may not read settings: it refuses
+        # current_setting); read on the kernel's DuckDB connections directly.
+        code = (
+            "import gc\nspill = set()\nfor c in gc.get_objects():\n    if type(c).__name__ == 'DuckDBPyConnection':\n"
+            "        try:\n            spill.add(c.execute(\"SELECT current_setting('max_temp_directory_size')\")"
+            ".fetchone()[0])\n        except Exception:\n            pass\n'11.7 MiB' in spill"
+        )
+        spill = await client.call_tool("execute", {"code": code})
+        assert text_of(spill).splitlines()[0] == "True", text_of(spill)
+        setting = await client.call_tool("query", {"sql": "SELECT current_setting('temp_directory') AS t"})
+        assert setting.is_error and "current_setting(), which reveals the kernel's settings" in text_of(setting)
+        assert data["cut"][0]["sizes"] == [5_000_000] and data["big_integers_as_strings"] == ["huge"]
+        assert "substr(s, start, length)" in text_of(result) and "in huge are given as strings" in text_of(result)
+        bomb = await client.call_tool("query", {"sql": "SELECT range(0, 2000000000) AS r"})
+        assert bomb.is_error and "range() would build a value of more than 4,194,304 elements" in text_of(bomb)
+
+
 async def test_time_limit_interrupts_and_the_kernel_answers(ready: ServeProcess) -> None:
     async with connect(ready.url, TOKEN) as client:
-        slow = await client.call_tool("query", {"sql": "SELECT count(*) FROM range(1000000000) a, range(1000000000) b"})
+        # streams, holding no memory: a cross join would spill (past --query-max-spill-bytes) before its time limit
+        slow = await client.call_tool("query", {"sql": "SELECT max(hash(i)) FROM range(1000000000000) t(i)"})
         assert slow.is_error and "interrupted at its time limit of 2 s" in text_of(slow)
         after = await client.call_tool("execute", {"code": "1 + 1"})
         assert not after.is_error and text_of(after).splitlines()[0] == "2"
@@ -128,8 +164,33 @@ async def test_save_as_makes_a_new_variable_only(ready: ServeProcess) -> None:
         assert "DataFrame" in text_of(kept)
 
 
-def test_source_sent_to_the_kernel_is_the_engine_module() -> None:
+def test_the_engine_runs_from_the_sources_sent_in_a_kernel_without_nbmcp() -> None:
+    """What nbmcp serve sends is the whole engine: installed under its versioned name in a Python where nbmcp
+    cannot be imported, it answers a query, and each of its modules is the copy that was sent."""
     from nbmcp.frames import sql
-    from nbmcp.serve.query import sql_source
+    from nbmcp.serve.query import ENGINE_MODULES, sql_module, sql_source
 
-    assert sql_source() == Path(sql.__file__).read_text(encoding="utf-8")
+    source = sql_source()
+    assert source.startswith(Path(sql.__file__).read_text(encoding="utf-8"))
+    assert sql_module().startswith("_nbmcp_sql_") and sql_module() == sql_module()
+    program = textwrap.dedent(
+        """
+        import json, sys, types
+        sys.modules["nbmcp"] = None  # as in a kernel without nbmcp: importing it fails
+        import pandas as pd
+        name, source = sys.argv[1], sys.stdin.read()
+        engine = sys.modules[name] = types.ModuleType(name)
+        exec(source, engine.__dict__)
+        sales = pd.DataFrame({"city": ["Oslo", "Lima", "Oslo"], "amount": [1, 2, 3]})
+        print(engine.run_json("SELECT city, sum(amount) AS total FROM sales GROUP BY city ORDER BY city", 10, 10.0))
+        print(json.dumps(sorted(module.__name__ for module in engine.kernel_modules.values())))
+        """
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", program, sql_module()], input=source, capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 0, ran.stderr
+    answer, modules = (json.loads(line) for line in ran.stdout.strip().splitlines()[-2:])
+    assert answer["rows"] == [{"city": "Lima", "total": 2}, {"city": "Oslo", "total": 4}], answer
+    name = sql_module()
+    assert modules == sorted([name, *(f"{name}_{module}" for module in ENGINE_MODULES)])

@@ -122,10 +122,16 @@ class ArrowDatasetSource(Source):
         return isinstance(self.obj, ds.FileSystemDataset) and isinstance(self.obj.format, ds.ParquetFileFormat)
 
     def known_rows(self) -> int | None:
-        # Parquet footers hold the row counts: counting reads metadata, not rows
-        if self._parquet():
-            return int(self.obj.count_rows())
-        return None
+        # Parquet footers hold the row counts: counting reads metadata, not rows, unless the dataset was
+        # filtered (Dataset.filter), when count_rows() would scan it all
+        extra = self.state.extra
+        if "metadata_rows" not in extra:
+            extra["metadata_rows"] = int(self.obj.count_rows()) if self._parquet() and not self._filtered() else None
+        return extra["metadata_rows"]
+
+    def _filtered(self) -> bool:
+        """Made by ``Dataset.filter``: its fragments cannot be listed, and their metadata counts precede the filter."""
+        return (getattr(self.obj, "_scan_options", None) or {}).get("filter") is not None
 
     def count_upto(self, n: int) -> int:
         first = self.columns()[:1]
@@ -137,7 +143,11 @@ class ArrowDatasetSource(Source):
         return seen
 
     def _pieces(self) -> Iterator[tuple[Any, int | None]]:
-        """(piece, rows) in scan order: Parquet row groups with their metadata counts, other fragments whole."""
+        """(piece, rows) in scan order: Parquet row groups with their metadata counts, other fragments whole; a
+        filtered dataset whole (its rows are read up to the page)."""
+        if self._filtered():
+            yield self.obj, None
+            return
         for fragment in self.obj.get_fragments():
             row_groups = getattr(fragment, "row_groups", None)
             if self._parquet() and row_groups is not None:
@@ -156,7 +166,8 @@ class ArrowDatasetSource(Source):
             if rows is not None and start + rows <= offset:
                 start += rows  # skipped by its metadata: not read
                 continue
-            for batch in piece.to_batches(columns=columns, schema=self.obj.schema):
+            scan = {} if piece is self.obj else {"schema": self.obj.schema}  # a fragment reads in the dataset's schema
+            for batch in piece.to_batches(columns=columns, **scan):
                 n = batch.num_rows
                 lo, hi = max(offset - start, 0), min(end - start, n)
                 if hi > lo:

@@ -1,6 +1,6 @@
 """DuckDB relations: pages are ``project(columns).limit(limit, offset)``, run by DuckDB (a Parquet scan
-skips to the row groups it needs); counts are ``limit(cap + 1)`` then ``count(*)``; Arrow streams are
-DuckDB's own record-batch readers."""
+skips to the row groups it needs); counts are ``limit(cap + 1)`` then ``count(*)``, or exact from Parquet metadata
+for a plain ``read_parquet``; Arrow streams are DuckDB's own record-batch readers."""
 
 from __future__ import annotations
 
@@ -36,6 +36,20 @@ class DuckDBSource(Source):
 
     def schema(self) -> list[dict[str, Any]]:
         return narwhals_schema(self.obj, [str(t) for t in self.obj.types])
+
+    def known_rows(self) -> int | None:
+        """Exact for ``SELECT *`` over one Parquet scan: DuckDB answers ``count(*)`` from the files' metadata."""
+        extra = self.state.extra
+        if "metadata_rows" not in extra:
+            from ..sql_duckdb import relation_plan
+
+            with self.state.lock:
+                try:
+                    plain = relation_plan(self.obj).plain_parquet
+                except Exception:  # a relation DuckDB cannot describe as SQL: counted the ordinary way
+                    plain = False
+                extra["metadata_rows"] = int(self.obj.aggregate("count(*)").fetchall()[0][0]) if plain else None
+        return extra["metadata_rows"]
 
     def count_upto(self, n: int) -> int:
         with self.state.lock:

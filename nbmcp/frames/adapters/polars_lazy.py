@@ -1,5 +1,6 @@
 """polars ``LazyFrame``: pages are ``select(columns).slice(offset, limit)``, which polars pushes into the
-scan (a Parquet scan reads only the row groups it needs)."""
+scan (a Parquet scan reads only the row groups it needs). A bare Parquet scan's row count comes from the files'
+metadata; any other plan is counted up to the cap."""
 
 from __future__ import annotations
 
@@ -28,6 +29,24 @@ class PolarsLazySource(Source):
 
     def schema(self) -> list[dict[str, Any]]:
         return narwhals_schema(self.obj, [str(t) for t in self._schema().dtypes()])
+
+    def known_rows(self) -> int | None:
+        """Exact for a bare Parquet scan: polars answers ``len()`` from the files' metadata."""
+        extra = self.state.extra
+        if "metadata_rows" not in extra:
+            extra["metadata_rows"] = int(self.obj.select(get_polars().len()).collect().item()) if self._bare() else None
+        return extra["metadata_rows"]
+
+    def _bare(self) -> bool:
+        """The plan is one Parquet scan and nothing else: no filter, slice, join or computed column (which would
+        make counting read rows)."""
+        try:
+            lines = self.obj.explain(optimized=False).strip().splitlines()
+        except Exception:  # a plan polars cannot describe now (a file gone): counted the ordinary way
+            return False
+        attributes = ("PROJECT */", "ESTIMATED ROWS:", "ROW_INDEX:")
+        scan, *rest = lines or [""]
+        return scan.startswith("Parquet SCAN [") and all(line.startswith(attributes) for line in rest)
 
     def count_upto(self, n: int) -> int:
         pl = get_polars()
