@@ -7,15 +7,17 @@
 - what the user declared: ``@nbmcp.prompt(complete={"column": fn_or_list})``, same for ``@nbmcp.resource``.
 
 A reference the server does not know, or a completer that fails, gives an empty completion, never an error:
-clients ask on every keystroke.
+clients ask on every keystroke. Columns are read off the event loop, each frame within a time limit
+(:mod:`.untrusted`): a frame whose schema hangs gives no columns, and holds up nobody.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 import inspect
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import anyio
@@ -25,7 +27,8 @@ from mcp.types import CompleteRequestParams, CompleteResult, Completion, PromptR
 from .. import frames
 from ..sdk import add_request_handler
 from .objects import OBJECT_TEMPLATES
-from .registry import Completer, Registry, RegistrySnapshot
+from .registry import Completer, ExposedObject, Registry, RegistrySnapshot
+from .untrusted import ReadFailed, read_each, to_thread_limited
 
 __all__ = ["MAX_VALUES", "USER_COMPLETER_TIMEOUT", "Completions"]
 
@@ -58,8 +61,15 @@ def _result(values: Iterable[Any], prefix: str | None) -> CompleteResult:
 class Completions:
     """Answers ``completion/complete`` from the registry; :meth:`serve` registers it (and so the capability)."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        read_each: Callable[[dict[str, Callable[[], Any]], str], Awaitable[dict]] | None = None,
+    ) -> None:
+        """``read_each(reads, what)`` reads objects off the loop, each within a limit (the server's
+        :meth:`~nbmcp.inkernel.objects.ObjectViews.read_each`; default: threads of anyio's)."""
         self.registry = registry
+        self.read_each = read_each or _read_each_in_threads
 
     def serve(self, mcp: Any) -> None:
         add_request_handler(mcp, "completion/complete", CompleteRequestParams, self.handle)
@@ -109,23 +119,35 @@ class Completions:
             if user is not None:
                 return await _run_completer(user, prefix)
         if _COLUMN_ARGUMENT.match(argument):
-            return _result(_columns(snapshot, context), prefix)
+            return _result(await self._columns(snapshot, context), prefix)
         return _empty()
 
+    async def _columns(self, snapshot: RegistrySnapshot, context: dict[str, str]) -> list[str]:
+        """Columns of the frame the other arguments name, else of every exposed frame (first seen first); a frame
+        that went away, cannot say or does not answer in time gives none."""
+        objects = {name: exposed for name, exposed in snapshot.objects.items() if exposed.enabled}
+        named = [context[key] for key in _OBJECT_CONTEXT_KEYS if context.get(key) in objects]
+        chosen = named or sorted(objects)
+        found = await self.read_each(
+            {name: functools.partial(_columns_of, objects[name]) for name in chosen}, "columns"
+        )
+        columns: list[str] = []
+        for name in chosen:
+            value = found.get(name)
+            if isinstance(value, list):
+                columns.extend(value)
+        return columns
 
-def _columns(snapshot: RegistrySnapshot, context: dict[str, str]) -> list[str]:
-    """Columns of the frame the other arguments name, else of every exposed frame (first seen first)."""
-    objects = {name: exposed for name, exposed in snapshot.objects.items() if exposed.enabled}
-    named = [context[key] for key in _OBJECT_CONTEXT_KEYS if context.get(key) in objects]
-    columns: list[str] = []
-    for name in named or sorted(objects):
-        try:
-            value = objects[name].get()
-            if frames.is_frame(value):
-                columns.extend(str(column["name"]) for column in frames.schema(value) if not column.get("index"))
-        except Exception:  # a variable that went away, a frame that cannot say: no columns from it
-            continue
-    return columns
+
+def _columns_of(exposed: ExposedObject) -> list[str] | None:
+    value = exposed.get()
+    if not frames.is_frame(value):
+        return None
+    return [str(column["name"]) for column in frames.schema(value) if not column.get("index")]
+
+
+async def _read_each_in_threads(reads: dict[str, Callable[[], Any]], what: str) -> dict[str, Any | ReadFailed]:
+    return await read_each(to_thread_limited, reads, what)
 
 
 async def _run_completer(completer: Completer, prefix: str) -> CompleteResult:

@@ -6,7 +6,10 @@ here and told directly. Changes come from any thread (a cell, the registry); the
 on the transport's event loop, so a burst (a cell defining ten tools) sends one notification.
 
 Only subscribed objects are fingerprinted, after every cell. A frame's fingerprint hashes a bounded sample of
-its rows (:mod:`nbmcp.frames.digest`, which says what that can miss): milliseconds whatever its size.
+its rows (:mod:`nbmcp.frames.digest`, which says what that can miss): milliseconds whatever its size. A
+fingerprint is the user's code too (pickling, a lazy frame's sample): each runs on a thread of its own within
+a time limit (:class:`~nbmcp.inkernel.untrusted.LimitedCalls`), so an object that hangs holds up neither the
+human's next cell nor a client's subscribe; its fingerprint is unknown (None) until it answers again.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from mcp.types import EmptyResult, SubscribeRequestParams, UnsubscribeRequestPar
 from .. import frames
 from ..sdk import add_request_handler, connection_of
 from .activity import is_legacy
+from .untrusted import LimitedCalls
 
 __all__ = ["Notifier", "fingerprint"]
 
@@ -83,6 +87,7 @@ class Notifier:
         self._pending_lists: set[str] = set()
         self._pending_updates: set[str] = set()
         self._flush_scheduled = False
+        self.fingerprints = LimitedCalls()  # keyed by the watched object's key
 
     def serve_subscribe_requests(self, mcp: Any) -> None:
         """Answer the handshake era's ``resources/subscribe`` and ``resources/unsubscribe`` on ``mcp``."""
@@ -158,10 +163,7 @@ class Notifier:
         if watched is None:
             return None
         key, value = watched
-        try:
-            return key, fingerprint(value)
-        except Exception:
-            return key, None
+        return key, self.fingerprints.call(key, lambda: fingerprint(value))
 
     async def _prime_fingerprint(self, uri: str) -> None:
         digest = await anyio.to_thread.run_sync(self._digest, uri)
@@ -190,10 +192,7 @@ class Notifier:
                     continue
                 key, value = target
                 if key not in by_key:
-                    try:
-                        by_key[key] = fingerprint(value)
-                    except Exception:
-                        by_key[key] = None
+                    by_key[key] = self.fingerprints.call(key, lambda value=value: fingerprint(value))
                 digest = by_key[key]
             if digest != sub.fingerprint:
                 sub.fingerprint = digest

@@ -5,14 +5,21 @@ them (``list_objects``, ``describe_object``, ``read_rows``: many clients use too
 ``nbmcp://objects…`` and ``nbmcp://outputs/{id}`` resources, and the resources users publish with
 ``@nbmcp.resource``. Everything is resolved at read time from the registry: the SDK cannot remove a
 resource once added, and the user's values change between reads.
+
+Nothing here touches a user's object on the server's event loop: one object whose ``shape`` (or ``len``, or
+schema) hangs would stop the server answering anyone. Reads of one object run in the built-in pool; reads of
+many (the index, completion's columns) run each with a time limit (:meth:`ObjectViews.read_each`), and an
+object that does not answer in time is marked in its own entry while the others answer.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import anyio.to_thread
 from mcp.server.lowlevel.helper_types import ReadResourceContents
@@ -22,9 +29,11 @@ from mcp.shared.uri_template import UriTemplate
 from mcp.types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult, Resource, ResourceTemplate, TextContent
 
 from .. import content, frames
+from ..frames.jsonable import big_integer_columns, big_integers_note
 from .registry import ExposedObject, Registry, ResourceSpec, ToolSpec, parse_docstring
+from .untrusted import OBJECT_READ_SECONDS, ReadFailed, read_each, to_thread_limited
 
-__all__ = ["ARROW_MIME", "OBJECTS_URI", "OBJECT_TEMPLATES", "OUTPUTS_TEMPLATE", "ObjectViews"]
+__all__ = ["ARROW_MIME", "OBJECTS_URI", "OBJECT_TEMPLATES", "OUTPUTS_TEMPLATE", "Base64Blob", "ObjectViews"]
 
 OBJECTS_URI = "nbmcp://objects"
 OBJECT_TEMPLATES = {
@@ -38,6 +47,7 @@ _OBJECT_MATCHERS = {kind: UriTemplate.parse(template) for kind, template in OBJE
 _OUTPUTS_MATCHER = UriTemplate.parse(OUTPUTS_TEMPLATE)
 ARROW_MIME = "application/vnd.apache.arrow.stream"
 MAX_REPR = 4_000
+T = TypeVar("T")
 
 _BUILTIN_TEMPLATES = [
     ResourceTemplate(
@@ -67,6 +77,14 @@ _BUILTIN_TEMPLATES = [
 ]
 
 
+@dataclass(frozen=True)
+class Base64Blob:
+    """Binary resource contents that are base64 text already (the Arrow read): the server puts ``text`` in the
+    reply's ``blob`` as it is, where the SDK would encode bytes again (two more copies of a 32 MiB read)."""
+
+    text: str
+
+
 class ObjectViews:
     """What the server shows of the registry's objects and resources; ``outputs`` holds cut outputs."""
 
@@ -84,6 +102,9 @@ class ObjectViews:
         # How sync reads run, ``await run(uri, fn, *args)``: the server sets bounded pools, built-ins apart from users'.
         self.run_builtin: Callable[..., Awaitable[Any]] = _to_thread
         self.run_user: Callable[..., Awaitable[Any]] = _to_thread
+        # ``await run_limited(key, fn, seconds)``: a built-in read with its own time limit (the server's read pool).
+        self.run_limited: Callable[[str, Callable[[], Any], float], Awaitable[Any]] = to_thread_limited
+        self.object_read_seconds = OBJECT_READ_SECONDS
         self.frame_limits = frame_limits or frames.Limits()
 
     # -- views ---------------------------------------------------------------------------------
@@ -104,25 +125,40 @@ class ObjectViews:
         name = uri[len(prefix) :].split("/", 1)[0] if uri.startswith(prefix) else ""
         return (name, self.lookup(name)) if name else None
 
-    def object_index(self) -> list[dict[str, Any]]:
-        """Name, description, URI, kind and shape of every exposed object (an error instead if it is gone)."""
+    async def object_index(self) -> list[dict[str, Any]]:
+        """Name, description, URI, kind and shape of every exposed object; an ``error`` instead in the entry of
+        one that is gone, raises, or does not answer within :attr:`object_read_seconds`."""
+        objects = [obj for obj in self.registry.snapshot().objects.values() if obj.enabled]
+        reads = {obj.name: functools.partial(self._kind_and_shape, obj) for obj in objects}
+        found = await self.read_each(reads, "kind and shape")
         index = []
-        for obj in self.registry.snapshot().objects.values():
-            if not obj.enabled:
-                continue
+        for obj in objects:
             entry: dict[str, Any] = {
                 "name": obj.name,
                 "description": obj.description,
                 "uri": f"{OBJECTS_URI}/{obj.name}",
             }
-            try:
-                value = obj.get()
-                entry["kind"] = self._kind(value)
-                entry["shape"] = self._shape(value)
-            except Exception as exc:  # one broken object (a raising shape, a gone variable) stays in its entry
-                entry["error"] = str(exc) if isinstance(exc, LookupError) else f"{type(exc).__name__}: {exc}"
+            value = found[obj.name]
+            if isinstance(value, ReadFailed):
+                entry["error"] = value.message
+            else:
+                entry.update(value)
             index.append(entry)
         return index
+
+    def _kind_and_shape(self, obj: ExposedObject) -> dict[str, Any]:
+        value = obj.get()
+        entry: dict[str, Any] = {"kind": self._kind(value)}
+        try:
+            entry["shape"] = self._shape(value)
+        except Exception as exc:  # its kind is still worth knowing
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+        return entry
+
+    async def read_each(self, reads: dict[str, Callable[[], T]], what: str) -> dict[str, T | ReadFailed]:
+        """Each of ``reads`` (name -> a read of that object's ``what``) in the built-in pool, each within
+        :attr:`object_read_seconds` (:func:`~nbmcp.inkernel.untrusted.read_each`)."""
+        return await read_each(self.run_limited, reads, what, self.object_read_seconds)
 
     def source(self, value: Any) -> frames.Source | None:
         """The frame adapter of ``value`` (any backend) under this server's limits; None if not a table."""
@@ -169,10 +205,11 @@ class ObjectViews:
         return source
 
     def arrow(self, name: str) -> list[ReadResourceContents]:
-        """The object's rows as an Arrow IPC stream, cut at ``max_resource_bytes`` (and a JSON note)."""
+        """The object's rows as an Arrow IPC stream, cut at ``max_resource_bytes`` (and a JSON note); the stream
+        comes base64-encoded as it was written (:class:`Base64Blob`), the text the reply carries."""
         source = self._frame(name, hint=f"read {OBJECTS_URI}/{name}")
         cap = self.frame_limits.max_resource_bytes
-        export = frames.arrow_export(source, cap)
+        export = frames.arrow_export(source, cap, as_base64=True)
         note = {"name": name, **export.fields(), "max_resource_bytes": cap}
         if export.truncated:
             note["message"] = (
@@ -182,7 +219,7 @@ class ObjectViews:
                 "columns), or export fewer columns"
             )
         return [
-            ReadResourceContents(export.ipc, ARROW_MIME),
+            ReadResourceContents(cast(Any, Base64Blob(export.ipc_base64)), ARROW_MIME),
             ReadResourceContents(json.dumps(note), "application/json"),
         ]
 
@@ -191,9 +228,9 @@ class ObjectViews:
     def read_tools(self) -> dict[str, ToolSpec]:
         """``list_objects``, ``describe_object`` and ``read_rows``: the same data as the resources, as tools."""
 
-        def list_objects() -> dict[str, Any]:
+        async def list_objects() -> dict[str, Any]:
             """List the objects the notebook exposes: name, kind, shape and description."""
-            return {"objects": self.object_index()}
+            return {"objects": await self.object_index()}
 
         def describe_object(name: str) -> Any:
             """Describe an exposed object: schema, shape, memory and first rows of a frame; else a bounded repr.
@@ -263,7 +300,7 @@ class ObjectViews:
         """
         try:
             if uri == OBJECTS_URI:
-                index = json.dumps({"objects": self.object_index()}, default=str)
+                index = json.dumps({"objects": await self.object_index()}, default=str)
                 return [ReadResourceContents(index, "application/json")]
             for kind, matcher in _OBJECT_MATCHERS.items():
                 match = matcher.match(uri)
@@ -379,8 +416,12 @@ def _page(
     # The page's own keys name its columns; only an empty page asks the source for them.
     names = columns or (list(records[0]) if records else source.columns())
     info = {"name": name, "offset": offset, "limit": limit, **count.fields(), "columns": names, "rows": records}
+    big = big_integer_columns(records, source.schema()) if records else []
+    if big:  # a client reads the strings as text otherwise
+        info.update(big_integers_as_strings=big, note=big_integers_note(big))
     if records:
         header = f"Rows {offset} to {offset + len(records) - 1} of {count.text()} in {name!r}"
+        header += f"\nnote: {info['note']}" if big else ""
         return header + "\n\n" + frames.markdown_table(records, names), info
     return f"No rows at offset {offset}: {name!r} has {count.text()} rows", info
 

@@ -22,6 +22,7 @@ from mcp.server.mcpserver.prompts.base import Message
 from mcp.types import INTERNAL_ERROR, BlobResourceContents, EmbeddedResource, PromptMessage, TextResourceContents
 
 from .. import content
+from .objects import Base64Blob
 from .registry import EmbeddedResourceRef, PromptSpec
 
 __all__ = ["rendering"]
@@ -86,8 +87,10 @@ async def _embedded(uri: str, read_resource: ReadResource) -> EmbeddedResource:
     first = next((c for c in contents if getattr(c, "mime_type", None) == "text/markdown"), contents[0])
     mime = getattr(first, "mime_type", None)
     data = first.content
-    if isinstance(data, bytes):
-        resource: Any = BlobResourceContents(
+    if isinstance(data, Base64Blob):  # the Arrow read: base64 already
+        resource: Any = BlobResourceContents(uri=uri, blob=data.text, mime_type=mime or "application/octet-stream")
+    elif isinstance(data, bytes):
+        resource = BlobResourceContents(
             uri=uri, blob=base64.b64encode(data).decode(), mime_type=mime or "application/octet-stream"
         )
     else:

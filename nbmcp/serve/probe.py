@@ -105,14 +105,22 @@ def _describe(name: str, obj: Any) -> dict[str, Any]:
     return d
 
 
-def _resolve(name: str) -> Any:
+def _resolve(name: str, *, tables: bool = False) -> Any:
+    """The object ``name`` (a variable, or a dotted path from one) names. A NameError for a variable that is not
+    there names the closest, or else what there is (``tables``: only frames and lists, what read_rows pages)."""
     ns, hidden = _namespace()
     head, *rest = name.split(".")
     if head not in ns:
         names = [n for n in ns if not n.startswith("_") and n not in hidden]
         close = difflib.get_close_matches(head, names, 5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise NameError(f"name {head!r} is not defined in the kernel.{hint}")
+        if close:
+            raise NameError(f"name {head!r} is not defined in the kernel. Did you mean: {', '.join(close)}?")
+        if tables:
+            names = [n for n in names if _is_frame(ns[n]) or isinstance(ns[n], (list, tuple))]
+        what = "tables (frames and lists)" if tables else "variables"
+        shown = ", ".join(sorted(names)[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+        there = f"its {what}: {shown}" if names else f"it has no {what} yet"
+        raise NameError(f"name {head!r} is not defined in the kernel; {there}")
     obj = ns[head]
     for part in rest:
         obj = getattr(obj, part)
@@ -214,10 +222,41 @@ def _list_page(items: list[Any] | tuple[Any, ...], offset: int, limit: int) -> t
     return [{"index": offset + i, "value": v} for i, v in enumerate(page)], ["index", "value"]
 
 
+_EXACT_INTEGERS = 2**53  # JSON numbers (doubles in JavaScript clients) hold integers exactly below this
+
+
+def _exact(value: Any) -> tuple[Any, bool]:
+    """``value`` with its integers beyond ±2**53 (and whole Decimals past it) as exact strings; whether any were."""
+    if isinstance(value, bool):
+        return value, False
+    if type(value).__name__ == "Decimal" and value.is_finite() and value.as_tuple().exponent == 0:
+        value = int(value)
+    if isinstance(value, int):
+        big = not -_EXACT_INTEGERS < value < _EXACT_INTEGERS
+        return (str(value) if big else value), big
+    if isinstance(value, dict):
+        pairs = [(str(k), _exact(v)) for k, v in value.items()]
+        return {k: v for k, (v, _) in pairs}, any(big for _, (_, big) in pairs)
+    if isinstance(value, (list, tuple)):
+        items = [_exact(v) for v in value]
+        return [v for v, _ in items], any(big for _, big in items)
+    return value, False
+
+
+def _big_integers(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows made without nbmcp (or of a list) with big integers as strings, and the columns that held them."""
+    out, big = [], {}
+    for row in rows:
+        exact = {k: _exact(v) for k, v in row.items()}
+        out.append({k: v for k, (v, _) in exact.items()})
+        big.update({k: None for k, (_, was) in exact.items() if was})
+    return out, list(big)
+
+
 def read_rows(name: str, offset: int, limit: int, columns: list[str] | None) -> str:
     """Rows ``offset`` to ``offset + limit`` of a frame or a list, as records with their column names."""
     try:
-        obj = _resolve(name)
+        obj = _resolve(name, tables=True)
     except Exception as e:
         return _error(e)
     counted: dict[str, Any] = {}
@@ -246,6 +285,15 @@ def read_rows(name: str, offset: int, limit: int, columns: list[str] | None) -> 
             return json.dumps({"error": f"TypeError: {name} is a {_type_name(obj)}, not a table (DataFrame) or a list"})
     except Exception as e:
         return _error(e)
+    if _frames is not None and _is_frame(obj):
+        big = _frames.jsonable.big_integer_columns(rows, _frames.source_for(obj).schema()) if rows else []
+    else:
+        rows, big = _big_integers(rows)
     answer = {"columns": names, "rows": rows, "offset": offset, "total_rows": total}
     answer.update({k: v for k, v in counted.items() if k != "total_rows"})
+    if big:  # a client reads the strings as text otherwise
+        answer["big_integers_as_strings"] = big
+        answer["note"] = (
+            f"integers beyond ±2**53 in {', '.join(big)} are given as strings: JSON numbers would not hold them exactly"
+        )
     return json.dumps(answer, default=str)

@@ -5,6 +5,10 @@ The notebook is nbformat v4, validated, and written atomically (temporary file i
 appends to an in-memory queue, the writer waits for a quiet moment (or at most ``max_delay`` seconds) and
 writes everything recorded so far in one go, so a burst of executes costs one write. ``flush()`` and
 ``close()`` force the write; ``close()`` also runs at interpreter exit (``weakref.finalize``).
+
+A cell keeps at most ``output_limit`` characters of each output (its head and tail, :mod:`.bounds`): what the
+client was sent and more, never the whole of a cell that printed 100 MB; the text says where and how much was
+cut, and ``metadata.nbmcp.cut_chars`` how much in all.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from typing import Any
 
 import nbformat
 from nbformat import v4
+
+from .bounds import DEFAULT_OUTPUT_LIMIT, bound_output
 
 __all__ = ["SessionRecorder", "write_notebook_atomic"]
 
@@ -102,13 +108,16 @@ class _Writer:
     """State shared by a :class:`SessionRecorder` and its writer thread (holds no reference to the recorder,
     so the recorder can be garbage collected and finalised)."""
 
-    def __init__(self, path: Path, nb: nbformat.NotebookNode, quiet: float, max_delay: float) -> None:
+    def __init__(
+        self, path: Path, nb: nbformat.NotebookNode, quiet: float, max_delay: float, output_limit: int
+    ) -> None:
         self.path = path
+        self.output_limit = output_limit
         self.nb = nb  # touched only by the writer thread after start (and under ``io_lock`` on close)
         self.quiet = quiet
         self.max_delay = max_delay
         self.cond = threading.Condition()
-        self.pending: collections.deque[tuple[str, str, list[Any], int | None, str | None]] = collections.deque()
+        self.pending: collections.deque[tuple[str, str, list[Any], int | None, str | None, int]] = collections.deque()
         self.ids: set[str] = {c.get("id") for c in nb.cells if c.get("id")}
         self.recorded = 0  # sequence number of the last record()
         self.written = 0  # sequence number of the last record() that is on disk
@@ -125,7 +134,9 @@ class _Writer:
         self.thread = threading.Thread(target=self.run, name=f"nbmcp-recorder:{path.name}", daemon=True)
 
     # -- caller side -----------------------------------------------------------------------------------
-    def record(self, code: str, outputs: list[Any], execution_count: int | None, status: str | None) -> str:
+    def record(
+        self, code: str, outputs: list[Any], execution_count: int | None, status: str | None, cut_chars: int = 0
+    ) -> str:
         now = time.monotonic()
         with self.cond:
             if self.closed or self.stopping:
@@ -134,7 +145,7 @@ class _Writer:
             while cell_id in self.ids:
                 cell_id = secrets.token_hex(4)
             self.ids.add(cell_id)
-            self.pending.append((cell_id, code, outputs, execution_count, status))
+            self.pending.append((cell_id, code, outputs, execution_count, status, cut_chars))
             self.recorded += 1
             if self.first_pending_at is None:
                 self.first_pending_at = now
@@ -233,7 +244,13 @@ class _Writer:
                 self.cond.notify_all()
 
     def _make_cell(
-        self, cell_id: str, code: str, outputs: list[Any], execution_count: int | None, status: str | None
+        self,
+        cell_id: str,
+        code: str,
+        outputs: list[Any],
+        execution_count: int | None,
+        status: str | None,
+        cut_chars: int = 0,
     ) -> nbformat.NotebookNode:
         metadata: dict[str, Any] = {}
         if any(_get(o, "output_type") == "error" for o in outputs):
@@ -241,7 +258,11 @@ class _Writer:
         if status not in (None, "ok"):
             metadata["nbmcp"] = {"status": status}
         try:
-            nodes = [nbformat.from_dict(copy.deepcopy(dict(o))) for o in outputs]
+            bounded = [bound_output(dict(o), self.output_limit) for o in outputs]
+            cut = cut_chars + sum(n for _, n in bounded)
+            if cut:
+                metadata.setdefault("nbmcp", {})["cut_chars"] = cut
+            nodes = [nbformat.from_dict(copy.deepcopy(o)) for o, _ in bounded]
             cell = v4.new_code_cell(
                 source=code, id=cell_id, execution_count=execution_count, outputs=nodes, metadata=metadata
             )
@@ -270,6 +291,7 @@ class SessionRecorder:
     If ``path`` already holds a notebook, new cells are appended to it; a file there that is not a
     notebook is refused (``ValueError``) rather than overwritten. The file is created on the first write.
 
+    Each output keeps at most ``output_limit`` characters of text (head and tail, with a note where it was cut).
     Cells whose outputs contain an error are tagged ``raises-exception`` so that the notebook re-runs top to
     bottom with nbclient; cells whose status was not ``"ok"`` carry ``metadata.nbmcp.status``.
     """
@@ -285,6 +307,7 @@ class SessionRecorder:
         kernel_display_name: str | None = None,
         quiet: float = 0.05,
         max_delay: float = 1.0,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
     ) -> None:
         self.path = Path(path).absolute()
         if self.path.exists():
@@ -308,7 +331,7 @@ class SessionRecorder:
             if language_info:
                 metadata["language_info"] = copy.deepcopy(dict(language_info))
             nb = v4.new_notebook(metadata=metadata)
-        self._w = _Writer(self.path, nb, quiet=quiet, max_delay=max_delay)
+        self._w = _Writer(self.path, nb, quiet=quiet, max_delay=max_delay, output_limit=output_limit)
         self._w.thread.start()
         self._finalizer = weakref.finalize(self, self._w.close, raise_errors=False)
 
@@ -333,14 +356,16 @@ class SessionRecorder:
         execution_count: int | None,
         *,
         status: str | None = None,
+        cut_chars: int = 0,
     ) -> str:
         """Queue a code cell with nbformat v4 ``outputs``; return its cell id. O(1), no I/O.
 
         ``outputs`` must not be mutated by the caller afterwards (they are copied on the writer thread).
         ``status`` (``"ok"``, ``"error"``, ``"aborted"``, ``"timeout"``) is kept in the cell metadata
-        when it is not ``"ok"``.
+        when it is not ``"ok"``. ``cut_chars``: characters already cut from the outputs while they were collected
+        (:class:`~nbmcp.serve.bounds.StreamText`), added to the cell's ``metadata.nbmcp.cut_chars``.
         """
-        return self._w.record(code, outputs, execution_count, status)
+        return self._w.record(code, outputs, execution_count, status, cut_chars)
 
     def flush(self, timeout: float | None = 60.0) -> None:
         """Block until everything recorded so far is on disk; raise ``OSError`` if the write failed

@@ -128,3 +128,18 @@ def item(item_id: str) -> dict:
         assert readme.text == "# Readme" and readme.mime_type == "text/markdown"
         item = json.loads((await client.read_resource("items://42")).contents[0].text)
         assert item == {"id": "42", "price": 3}
+
+
+async def test_read_rows_names_the_columns_whose_big_integers_are_strings(server: dict, kernel: KernelHandle) -> None:
+    kernel.run(
+        'ids = pd.DataFrame({"id": [1, 2**60], "code": ["9007199254740993", "x"], "n": [1, 2]})\n'
+        'nbmcp.expose(variable="ids")'
+    ).raise_for_error()
+    async with connect(server["url"], server["token"]) as client:
+        rows = await client.call_tool("read_rows", {"name": "ids"})
+        data = rows.structured_content
+        assert data["rows"][1] == {"id": "1152921504606846976", "code": "x", "n": 2}
+        assert data["big_integers_as_strings"] == ["id"]  # a text column of digits is text
+        assert "integers beyond ±2**53 in id are given as strings" in text_of(rows)
+        plain = await client.call_tool("read_rows", {"name": "sales", "limit": 2})
+        assert "big_integers_as_strings" not in plain.structured_content

@@ -71,3 +71,25 @@ def test_unknown_names_suggest_close_ones(namespace: dict[str, Any]) -> None:
     answer = json.loads(probe.read_rows("fram", 0, 5, None))
     assert answer["error"].startswith("NameError") and "Did you mean: frame" in answer["error"]
     assert "not a table" in json.loads(probe.read_rows("frame.a.name", 0, 5, None))["error"]
+
+
+@pytest.mark.parametrize("standalone", [False, True], ids=["with nbmcp", "without nbmcp"])
+def test_big_integers_are_exact_strings_and_the_answer_names_their_columns(
+    monkeypatch: pytest.MonkeyPatch, standalone: bool
+) -> None:
+    import __main__
+
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"id": [1, 2**60], "code": ["9007199254740993", "x"]})
+    monkeypatch.setattr(__main__, "ids", frame, raising=False)
+    monkeypatch.setattr(__main__, "counts", [2**53, 5], raising=False)
+    module = without_nbmcp() if standalone else probe
+    rows = json.loads(module.read_rows("ids", 0, 5, None))
+    assert rows["rows"] == [{"id": 1, "code": "9007199254740993"}, {"id": "1152921504606846976", "code": "x"}]
+    assert rows["big_integers_as_strings"] == ["id"]
+    assert "integers beyond ±2**53 in id are given as strings" in rows["note"]
+    listed = json.loads(module.read_rows("counts", 0, 5, None))
+    assert listed["rows"] == [{"index": 0, "value": "9007199254740992"}, {"index": 1, "value": 5}]
+    assert listed["big_integers_as_strings"] == ["value"]
+    small = json.loads(module.read_rows("ids", 0, 1, None))
+    assert "big_integers_as_strings" not in small and "note" not in small

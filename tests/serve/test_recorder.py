@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -315,3 +316,107 @@ def test_existing_notebook_is_appended_to_and_non_notebook_refused(tmp_path: Pat
     with pytest.raises(ValueError, match="refusing to overwrite"):
         SessionRecorder(junk)
     assert junk.read_text() == "not json"
+
+
+# -- long outputs: kept to their head and tail (nbmcp.serve.bounds) -----------------------------------------------
+
+
+def test_a_30_mb_value_is_recorded_as_its_head_and_tail(kernel: Any, tmp_path: Path) -> None:
+    outcome = run_in_kernel(kernel.kc, "'x' * 30_000_000 + 'END'")
+    path = tmp_path / "session.ipynb"
+    with SessionRecorder(path, output_limit=10_000) as rec:
+        rec.record("'x' * 30_000_000 + 'END'", outcome.outputs, outcome.execution_count)
+
+    assert path.stat().st_size < 50_000 and tmp_leftovers(tmp_path) == []
+    cell = valid_notebook(path).cells[0]
+    text = cell.outputs[0].data["text/plain"]
+    assert text.startswith("'" + "x" * 5_000) and text.endswith("xEND'")
+    assert "[nbmcp: 29,990,005 characters cut here; serve keeps the first 6,000 and the last 4,000" in text
+    assert cell.metadata.nbmcp == {"cut_chars": 29_990_005}
+
+
+def serve_pid(notebook: Path) -> int:
+    """The `nbmcp serve` process this test started (a child of the test, recording to ``notebook``)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and b"serve" in cmdline and str(notebook).encode() in cmdline:
+            return int(entry.name)
+    raise AssertionError(f"no nbmcp serve process recording to {notebook}")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def wait_for_cells(path: Path, count: int, timeout: float = 30) -> nbformat.NotebookNode:
+    """The session notebook once ``count`` cells are on disk (serve writes behind, within a second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        nb = nbformat.read(path, as_version=4) if path.exists() else None
+        if nb is not None and len(nb.cells) >= count:
+            return nb
+        assert time.monotonic() < deadline, f"{path} has {len(nb.cells) if nb else 0} of {count} cells"
+        time.sleep(0.1)
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads serve's /proc status")
+async def test_serve_keeps_a_30_mb_print_to_its_head_and_tail_in_memory_notebook_and_outputs(tmp_path: Path) -> None:
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+    from mcp.types import TextContent
+
+    notebook = tmp_path / "session.ipynb"
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "nbmcp.cli", "serve", "--notebook", str(notebook), "--record-output-limit", "200000"],
+        cwd=str(tmp_path),
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    big = "print('x' * 30_000_000 + 'END')"
+    async with Client(params) as client:
+        await client.call_tool("execute", {"code": "import sys; sys.getsizeof('warm up')"})
+        pid = serve_pid(notebook)
+        before = rss_mb(pid)
+        results = [await client.call_tool("execute", {"code": big, "timeout": 120}) for _ in range(3)]
+        grown = rss_mb(pid) - before  # 340 MB when serve kept every output whole (and the notebook its 90 MB)
+        assert grown < 100, f"serve's RSS grew by {grown:.0f} MB over three 30 MB prints"
+
+        result = results[-1]
+        texts = [b.text for b in result.content if isinstance(b, TextContent)]
+        assert any("29,800,004 characters of this output were not kept" in t for t in texts), texts
+        assert result.structured_content["truncated"] is True
+        assert result.structured_content["cut_chars"] == 29_800_004
+        sent = texts[0]  # the budgeted stream text: its head and tail are part of what is kept
+        head, tail = sent.split("\n[... ", 1)[0], sent.rsplit("...]\n", 1)[1]
+        # the full output at nbmcp://outputs/{id} is the kept text too: head, the cut note, tail
+        uri = re.search(r"full output: (nbmcp://outputs/\w+)", sent)
+        assert uri, sent[:1000]
+        full = (await client.read_resource(uri.group(1))).contents[0].text
+        assert len(full) < 201_000 and full.startswith(head) and full.endswith(tail) and full.endswith("xEND\n")
+        assert "[nbmcp: 29,800,004 characters cut here; serve keeps the first 120,000 and the last 80,000" in full
+        value = await client.call_tool("execute", {"code": "'y' * 30_000_000", "timeout": 120})  # a value, not a print
+        assert value.structured_content["cut_chars"] == 29_800_002
+        nb = wait_for_cells(notebook, 5)
+
+    nbformat.validate(nb)
+    assert tmp_leftovers(tmp_path) == []
+    assert notebook.stat().st_size < 1_000_000  # 90 MB when every output was kept whole
+    for cell in nb.cells[1:4]:
+        assert cell.source == big and cell.metadata.nbmcp == {"cut_chars": 29_800_004}
+        (stream,) = cell.outputs
+        assert stream.text.startswith(head) and stream.text.endswith(tail)
+        assert "[nbmcp: 29,800,004 characters cut here" in stream.text and len(stream.text) < 201_000
+    (result,) = nb.cells[4].outputs
+    assert nb.cells[4].metadata.nbmcp == {"cut_chars": 29_800_002}
+    assert "[nbmcp: 29,800,002 characters cut here" in result.data["text/plain"]
