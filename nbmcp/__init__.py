@@ -62,6 +62,11 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    # `import nbmcp` then `nbmcp.client.session(...)`: the client module (light itself) loads when first named.
+    if name == "client":
+        import importlib
+
+        return importlib.import_module(".client", __name__)
     # The SDK's Context, re-exported without importing the SDK until a notebook asks for it.
     if name == "Context":
         from mcp.server.mcpserver import Context

@@ -66,13 +66,27 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-record", action="store_true", help="do not record executions in a notebook")
     serve.add_argument("--timeout", type=float, default=60.0, help="default execute timeout, seconds (60)")
     serve.add_argument("--output-budget", type=int, default=20_000, help="characters of text per result")
+    serve.add_argument(
+        "--record-output-limit",
+        type=int,
+        default=1_000_000,
+        help="characters kept of each output (its head and tail) in memory, in the session notebook and at "
+        "nbmcp://outputs/{id}",
+    )
     serve.add_argument("--image-max-px", type=int, default=1568, help="long side of returned images")
     serve.add_argument("--read-only", action="store_true", help="serve inspection tools only, no execution")
     serve.add_argument("--query-timeout", type=float, default=30.0, help="seconds a `query` may run (30)")
     serve.add_argument(
+        "--query-max-spill-bytes",
+        type=int,
+        default=1024**3,
+        help="bytes of disk one `query` may spill to beyond its memory limit, in a temporary directory removed "
+        "afterwards (1 GiB); 0: no spilling",
+    )
+    serve.add_argument(
         "--shared",
         action="store_true",
-        help="HTTP: all clients share one kernel (default: a kernel per session, and per URL /mcp/k/NAME)",
+        help="HTTP: all clients share one kernel (default: a kernel per session, and per URL /k/NAME/mcp)",
     )
     serve.add_argument(
         "--max-kernels", type=int, default=10, help="HTTP: at most this many client kernels at once (default 10)"
@@ -108,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="a guided demo", add_help=False)
     demo.add_argument("demo_args", nargs=argparse.REMAINDER)
+    from .jupyter.hub import config as hub_config
+
+    hub_config.add_arguments(sub.add_parser("hub-config", help="print jupyterhub_config.py lines for nbmcp's OAuth"))
     return parser
 
 
@@ -143,9 +160,11 @@ def _serve(args: argparse.Namespace) -> int:
             "record": not args.no_record,
             "timeout": args.timeout,
             "output_budget": args.output_budget,
+            "record_output_limit": args.record_output_limit,
             "image_max_px": args.image_max_px,
             "read_only": args.read_only,
             "query_timeout": args.query_timeout,
+            "query_max_spill_bytes": args.query_max_spill_bytes,
             "shared": args.shared,
             "max_kernels": args.max_kernels,
             "idle_timeout": args.idle_timeout,
@@ -169,16 +188,22 @@ def _kernel_env(pairs: Sequence[str]) -> dict[str, str]:
 def _bridge(args: argparse.Namespace) -> int:
     import anyio
 
-    if args.url:
-        url, token = args.url, args.token or os.environ.get("NBMCP_TOKEN")
-    else:
-        from .discovery import find_server
-
-        info = find_server(args.kernel_id)
-        url, token = info["url"], info.get("token")
     from .bridge import run_bridge
 
-    anyio.run(run_bridge, url, token)  # an unreachable upstream raises ConnectionError with what to do
+    try:
+        if args.url:
+            url, token = args.url, args.token or os.environ.get("NBMCP_TOKEN")
+        else:
+            from .discovery import find_server
+
+            info = find_server(args.kernel_id)
+            url, token = info["url"], info.get("token")
+        anyio.run(run_bridge, url, token)  # an unreachable upstream raises ConnectionError with what to do
+    except (LookupError, ConnectionError) as failed:
+        # the client hides stderr: serve a session that answers every call with what went wrong, then exit 1
+        from .serve.unavailable import run_unavailable
+
+        return run_unavailable("bridge", failed)
     return 0
 
 
@@ -271,8 +296,27 @@ _CONFIG_WHERE = {
 }
 
 
+def _config_options(name: str, after_client: Sequence[str]) -> tuple[str, list[str]]:
+    """``config``'s own ``--name`` wherever it stands before a ``--`` (argparse's REMAINDER takes everything after
+    the client name, options included), and the ``nbmcp serve`` arguments: the rest, ``--`` dropped."""
+    extra: list[str] = []
+    items = iter(after_client)
+    for arg in items:
+        if arg == "--":
+            extra += [a for a in items if a != "--"]
+        elif arg == "--name":
+            name = next(items, "")
+            if not name or name.startswith("-"):
+                raise SystemExit("nbmcp config: --name needs a server name, e.g. `nbmcp config claude --name lab`")
+        elif arg.startswith("--name="):
+            name = arg.split("=", 1)[1]
+        else:
+            extra.append(arg)
+    return name, extra
+
+
 def _config(args: argparse.Namespace) -> int:
-    extra = [a for a in args.serve_args if a != "--"]
+    args.name, extra = _config_options(args.name, args.serve_args)
     print(json.dumps(client_config(args.client, args.name, extra), indent=2))
     print(f"# {_CONFIG_WHERE[args.client].format(name=args.name)}", file=sys.stderr)
     hub = next((m for a in extra if (m := re.search(r"/user/([^/]+)/?", a))), None)
@@ -303,7 +347,14 @@ def _demo(args: argparse.Namespace) -> int:
     return int(result or 0)
 
 
+def _hub_config(args: argparse.Namespace) -> int:
+    from .jupyter.hub.config import run
+
+    return run(args)
+
+
 _COMMANDS = {"serve": _serve, "bridge": _bridge, "list": _list, "config": _config, "demo": _demo}
+_COMMANDS["hub-config"] = _hub_config
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -64,6 +64,7 @@ async def _assistant(url: str, token: str, kernel_client: Any) -> None:
     from mcp.types import TextContent
 
     from .client import connect
+    from .content.summary import summary_line
 
     changed = anyio.Event()
 
@@ -76,7 +77,7 @@ async def _assistant(url: str, token: str, kernel_client: Any) -> None:
         tools = (await client.list_tools()).tools
         _say("The assistant sees these tools:")
         for tool in tools:
-            summary = (tool.description or "").strip().splitlines()[0]
+            summary = summary_line(tool.description, 90)
             _say(f"  - {tool.name}({', '.join(tool.input_schema.get('properties', {}))}): {summary}")
 
         result = await client.call_tool("revenue_by_city", {"top": 2})
@@ -95,8 +96,8 @@ async def _assistant(url: str, token: str, kernel_client: Any) -> None:
         _say(f"read {uri} -> {' + '.join(str(c.mime_type) for c in contents)}:")
         page_data = json.loads(next(c.text for c in contents if c.mime_type == "application/json"))
         _say(
-            f"  rows {page_data['offset']} to {page_data['offset'] + len(page_data['rows']) - 1}"
-            f" of {page_data['total_rows']}, columns {page_data['columns']}:"
+            f"  rows {page_data['offset']:,} to {page_data['offset'] + len(page_data['rows']) - 1:,}"
+            f" of {page_data['total_rows']:,}, columns {page_data['columns']}:"
         )
         for row in page_data["rows"]:
             _say(f"    {json.dumps(row)}")

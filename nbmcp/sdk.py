@@ -9,13 +9,63 @@ through :func:`quiet_mcp_server`.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-__all__ = ["add_request_handler", "announce_list_changes", "connection_of", "quiet_mcp_server", "serve_streams"]
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+__all__ = [
+    "ToolServer",
+    "add_request_handler",
+    "announce_list_changes",
+    "connection_of",
+    "quiet_mcp_server",
+    "serve_streams",
+    "unknown_tool_message",
+]
 
 S = TypeVar("S")
+
+
+class ToolServer(MCPServer):
+    """``MCPServer`` as nbmcp's servers serve tools.
+
+    - A tool's description defaults to its docstring as :func:`inspect.getdoc` reads it: the SDK sends
+      ``__doc__`` verbatim, and before Python 3.13 that keeps the source indentation of every line after the
+      first.
+    - A call to a tool that does not exist names the closest one (the SDK says only "Unknown tool: NAME"),
+      as a tool error, as the SDK answers it.
+    """
+
+    def add_tool(
+        self, fn: Callable[..., Any], name: str | None = None, title: str | None = None, description: str | None = None,
+        *args: Any, **kwargs: Any,
+    ) -> None:  # fmt: skip
+        super().add_tool(fn, name, title, description or inspect.getdoc(fn), *args, **kwargs)
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as error:
+            if str(error) != f"Unknown tool: {name}":
+                raise
+            names = [tool.name for tool in await self.list_tools()]
+            if name in names:  # the tool itself said so
+                raise
+            raise ToolError(unknown_tool_message(name, names)) from None
+
+
+def unknown_tool_message(name: str, names: list[str]) -> str:
+    """What a client hears for a call to the tool ``name`` that is not among ``names``."""
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    if close:
+        return f"no tool {name!r}; did you mean {close[0]!r}?"
+    shown = ", ".join(sorted(names)[:30]) + (", …" if len(names) > 30 else "")
+    return f"no tool {name!r}; the tools are: {shown or '(none)'}"
 
 
 def quiet_mcp_server(build: Callable[[], S]) -> S:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -120,8 +120,15 @@ class HubProcess:
 
 
 @contextmanager
-def jupyterhub(users: tuple[str, ...] = ("alice", "bob"), *, timeout: float = 60) -> Iterator[HubProcess]:
-    """Start a JupyterHub on free loopback ports; stop it, its proxy and its users' servers afterwards."""
+def jupyterhub(
+    users: tuple[str, ...] = ("alice", "bob"),
+    *,
+    timeout: float = 60,
+    extra_config: Callable[[str], str] | None = None,
+) -> Iterator[HubProcess]:
+    """Start a JupyterHub on free loopback ports; stop it, its proxy and its users' servers afterwards.
+
+    ``extra_config(hub_url)``: more ``jupyterhub_config.py`` lines, appended to the test Hub's."""
     chp = chp_command()
     if chp is None:
         raise RuntimeError("configurable-http-proxy is not installed (npm install --prefix ~/.cache/nbmcp-npm ...)")
@@ -145,7 +152,8 @@ def jupyterhub(users: tuple[str, ...] = ("alice", "bob"), *, timeout: float = 60
             "admin_token": admin_token,
         }
         (tmp / "settings.json").write_text(json.dumps(config))
-        (tmp / "jupyterhub_config.py").write_text(_HUB_CONFIG)
+        extra = extra_config(f"http://127.0.0.1:{port}/") if extra_config else ""
+        (tmp / "jupyterhub_config.py").write_text(_HUB_CONFIG + extra)
         log = tmp / "hub.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "NBMCP_HUB_SETTINGS": str(tmp / "settings.json")}
         env.pop("JUPYTER_TOKEN", None)

@@ -156,3 +156,35 @@ def test_a_line_over_4_mib_gets_a_parse_error_and_the_bridge_serves_on(in_kernel
         assert rss_mb(bridge.proc.pid) - before < 3 * MAX_MESSAGE_BYTES / 2**20
     finally:
         bridge.close()
+
+
+@pytest.mark.timeout(60)
+def test_deeply_nested_json_is_a_parse_error_and_the_bridge_lives_on(in_kernel: dict, tmp_path: Path) -> None:
+    from tests.serve.test_stdio import RawStdioServer, check_deep_lines_are_parse_errors
+
+    bridge = RawStdioServer(tmp_path, ("bridge", "--kernel-id", in_kernel["kernel_id"]))
+    try:
+        check_deep_lines_are_parse_errors(bridge)
+    finally:
+        bridge.close()
+    assert bridge.proc.returncode == 0
+
+
+@pytest.mark.timeout(60)
+async def test_a_bridge_that_cannot_connect_says_why_in_the_session(
+    in_kernel: dict, kernel: KernelHandle, tmp_path: Path
+) -> None:
+    from tests.serve.test_unavailable import check_every_answer_says
+
+    dead = f"http://127.0.0.1:{free_port()}/mcp"
+    url = kernel.value("nbmcp.info().url")
+    for target, token, said in (
+        (dead, "x", f"nothing answers at {dead}"),
+        (url, "not-the-token", "the token was refused: set $NBMCP_TOKEN"),
+    ):
+        params = StdioServerParameters(
+            command=sys.executable,
+            args=["-m", "nbmcp", "bridge", "--url", target],
+            env={**os.environ, "NBMCP_TOKEN": token},
+        )
+        await check_every_answer_says(params, said, tmp_path, "legacy")

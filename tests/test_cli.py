@@ -123,3 +123,29 @@ def test_a_given_server_token_goes_into_the_env_block_not_the_command_line() -> 
         assert "env block" in stderr
     _, hub_note = printed_config("claude", "--", "--server-url", url)
     assert "JupyterHub API token with the scope access:servers!user=alice" in hub_note
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--name", "lab", "claude", "--no-record"],
+        ["claude", "--name", "lab", "--no-record"],
+        ["claude", "--no-record", "--name=lab"],
+        ["claude", "--name", "lab", "--", "--no-record"],
+    ],
+)
+def test_config_options_may_come_after_the_client_name(argv: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "nbmcp", "config", *argv], capture_output=True, text=True, check=True, timeout=60
+    )
+    (name, entry), *others = json.loads(done.stdout)["mcpServers"].items()
+    assert (name, others) == ("lab", []), done.stdout
+    assert entry["args"] == ["serve", "--no-record"], entry  # --name is config's own, never serve's
+    assert "claude mcp add-json lab" in done.stderr
+
+
+def test_config_name_without_a_value_says_what_to_pass() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "nbmcp", "config", "claude", "--name"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0 and "--name needs a server name" in done.stderr, done

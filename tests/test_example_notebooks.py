@@ -36,6 +36,7 @@ VARYING = [
     (re.compile(r"(?:~|(?:/[\w.@+-]+)*)/runtime/"), "<runtime>/"),
     (re.compile(r"(kernel \w+ )[0-9a-f]{8}\b"), r"\1<id>"),  # nbmcp serve's kernel, by its short id
     (re.compile(r"\((\w+), (?:starting|idle|busy)\)"), r"(\1, <state>)"),  # a kernel's execution state
+    (re.compile(r"(?:/[\w.@+-]+)+/bin/nbmcp\b"), "<env>/bin/nbmcp"),  # `nbmcp config`: the checkout's own script
 ]
 
 
@@ -107,6 +108,7 @@ def test_the_examples_are_there() -> None:
         "03-assistant-session.ipynb",
         "04-jupyter-server.ipynb",
         "05-big-data.ipynb",
+        "06-r-kernel.ipynb",
     ]
 
 

@@ -27,6 +27,17 @@ PRIVATE_ALLOWED = {
     ("nbmcp/inkernel/registry.py", "_getframe"): "sys._getframe: the caller's namespace for expose(variable=...)",
     ("nbmcp/jupyter/__init__.py", "_load_jupyter_server_extension"): "Jupyter Server's extension entry point",
     ("nbmcp/inkernel/panel.py", "_reply_subshell_for"): "ipykernel 7's only hook to keep panel clicks off a busy shell",
+    # Spark's own parser must check what Spark runs (issue 19): PySpark reaches it, and the plan it runs, only here.
+    ("nbmcp/frames/spark_sql.py", "_jsparkSession"): "Spark's SQL parser and Dataset.ofRows: the JVM session only",
+    ("nbmcp/frames/spark_sql.py", "_jvm"): "the JVM classes of the plan nodes the checker allows (py4j)",
+    ("nbmcp/frames/spark_sql.py", "_jdf"): "a frame's analysed plan, to make its view in the query's own session",
+    ("nbmcp/frames/spark_sql.py", "_1"): "a Scala Tuple2's first field (a plan node's CTE definitions, via py4j)",
+    ("nbmcp/frames/spark_sql.py", "_2"): "a Scala Tuple2's second field",
+    ("nbmcp/frames/spark_bounds.py", "_jdf"): "a checked frame's plan, to cut its values inside Spark",
+    ("nbmcp/jupyter/hub/protect.py", "_jupyter_current_user"): (
+        "Jupyter Server keeps the request's user there, where its identity provider would: an OAuth token signs "
+        "the user in in its place"
+    ),
 }
 
 
@@ -221,3 +232,14 @@ def test_registry_imports_neither_ipython_nor_mcp() -> None:
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module)
     assert not {m for m in imported if m.split(".")[0] in ("IPython", "mcp", "ipykernel")}
+
+
+def test_the_client_is_reachable_from_import_nbmcp_and_stays_light() -> None:
+    # the README's form: `import nbmcp`, then `nbmcp.client.session(...)` (an AttributeError before)
+    code = (
+        "import sys, json, nbmcp\n"
+        "session = nbmcp.client.session\n"
+        "print(json.dumps([session.__module__, [m for m in ('mcp', 'mcp_types', 'httpx') if m in sys.modules]]))"
+    )
+    module, loaded = json.loads(subprocess.check_output([sys.executable, "-c", code], text=True))
+    assert module == "nbmcp.client" and loaded == []

@@ -1,14 +1,17 @@
-"""``nbmcp.tasks.TaskRegistry``: bounded by count and age, a cap on running work, cancel, failures as results."""
+"""``nbmcp.tasks.TaskRegistry``: bounded by count and age, a cap on running work, cancel, failures as results; each
+client sees only its own tasks."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
+from typing import Any
 
 import pytest
 from mcp.types import CallToolResult, TextContent
 
-from nbmcp.tasks import TaskRegistry, status_result
+from nbmcp.tasks import TaskRegistry, owner_middleware, shown_id, status_result
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
@@ -80,3 +83,86 @@ async def test_cancel_and_failure_become_results() -> None:
     not_done = status_result(registry.start("execute", "forever", forever), not_finished_error=True)
     assert not_done.is_error and "has not finished yet" in not_done.content[0].text
     await registry.close()
+
+
+async def as_client(owner: object, call: Any) -> Any:
+    """``call()`` in a request of client ``owner``, the way nbmcp's servers name it (owner_middleware)."""
+
+    async def handler(ctx: object) -> Any:
+        value = call()
+        return await value if inspect.isawaitable(value) else value
+
+    return await owner_middleware(lambda ctx: owner)(object(), handler)
+
+
+async def test_a_task_is_its_clients_only_and_the_cap_is_per_client() -> None:
+    registry = TaskRegistry(keep=2, max_running=1)
+    release = asyncio.Event()
+
+    async def blocked(task: object) -> CallToolResult:
+        await release.wait()
+        return done("released")
+
+    alices = await as_client("alice", lambda: registry.start("execute", "a", blocked))
+    assert alices.owner == "alice"
+    with pytest.raises(LookupError, match="no task"):
+        await as_client("bob", lambda: registry.get(alices.id))
+    assert await as_client("bob", registry.tasks) == []
+    with pytest.raises(RuntimeError, match="at most 1 per client"):
+        await as_client("alice", lambda: registry.start("execute", "again", blocked))
+    bobs = await as_client("bob", lambda: registry.start("execute", "b", blocked))  # alice's cap is not bob's
+    release.set()
+    assert (await as_client("alice", lambda: registry.wait(alices.id, 5))).status == "completed"
+    await asyncio.wait([t.runner for t in (alices, bobs) if t.runner is not None])
+
+    async def quick(task: object) -> CallToolResult:
+        return done("ok")
+
+    # keep is per client: bob's finished tasks do not push out alice's
+    for _ in range(5):
+        finished = await as_client("bob", lambda: registry.start("execute", "q", quick))
+        await asyncio.wait([finished.runner])
+    assert [t.id for t in await as_client("alice", registry.tasks)] == [alices.id]
+    assert len(await as_client("bob", registry.tasks)) == 2
+
+
+def test_an_echoed_task_id_is_cut() -> None:
+    assert shown_id("abc") == "'abc'"
+    long = shown_id("y" * 100_000)
+    assert long == repr("y" * 64) + "…"
+    with pytest.raises(LookupError) as caught:
+        TaskRegistry().get("z" * 100_000)
+    assert len(str(caught.value)) < 300
+
+
+async def test_a_call_within_the_grace_answers_inline_and_a_cancelled_request_cancels_its_work() -> None:
+    from nbmcp.tasks import _within_grace
+
+    registry = TaskRegistry()
+    release = asyncio.Event()
+
+    async def blocked(task: object) -> CallToolResult:
+        await release.wait()
+        return done("released")
+
+    quick = registry.start("execute", "quick", lambda task: asyncio.sleep(0, done("quick")))
+    assert (await _within_grace(quick, 5)).content[0].text == "quick"
+    slow = registry.start("execute", "slow", blocked)
+    assert await _within_grace(slow, 0.05) is None and not slow.done  # still running: the client gets a task
+    waiting = asyncio.ensure_future(_within_grace(slow, 30))
+    await asyncio.sleep(0)
+    waiting.cancel()  # the client cancelled its plain call: nobody will poll the task, so its work stops
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await asyncio.wait([slow.runner], timeout=5)
+    assert slow.status == "cancelled"
+
+
+def test_the_grace_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbmcp.tasks import TASK_GRACE, task_grace
+
+    for raw, expected in [("", TASK_GRACE), ("0", 0.0), ("2.5", 2.5), ("-1", TASK_GRACE), ("nan", TASK_GRACE)]:
+        monkeypatch.setenv("NBMCP_TASK_GRACE", raw)
+        assert task_grace() == expected, raw
+    monkeypatch.setenv("NBMCP_TASK_GRACE", "soon")
+    assert task_grace() == TASK_GRACE

@@ -12,6 +12,7 @@ import binascii
 import json
 import re
 from collections.abc import Iterable, Mapping
+from html import unescape as unescape_entities
 from html.parser import HTMLParser
 from typing import Any
 
@@ -72,6 +73,23 @@ class _TextOnly(HTMLParser):
             self.parts.append(data)
 
 
+# code spans and fenced blocks show entities literally; everywhere else markdown renders them
+_MARKDOWN_CODE = re.compile(r"(```.*?```|`[^`\n]*`)", re.S)
+
+
+_HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
+
+
+def _markdown_text(markdown: str) -> str:
+    """Markdown as it reads rendered: HTML entities decoded and HTML comments dropped outside code. IRkernel's
+    tables escape the column types (``| x &lt;int&gt; |``) and head their row-names column ``<!--/-->``; a
+    model should read ``| | x <int> |`` as a person does."""
+    if "&" not in markdown and "<!--" not in markdown:
+        return markdown
+    parts = _MARKDOWN_CODE.split(markdown)
+    return "".join(part if i % 2 else unescape_entities(_HTML_COMMENT.sub("", part)) for i, part in enumerate(parts))
+
+
 def _html_text(html: str) -> str:
     parser = _TextOnly()
     try:
@@ -110,7 +128,7 @@ def convert_mime_bundle(
             if raw:
                 return Converted([image_block(raw, image_max_px, "JPEG" if mime == "image/jpeg" else "PNG")])
     if "text/markdown" in data:
-        return done(Converted([text_block(_bundle_text(data["text/markdown"]))]))
+        return done(Converted([text_block(_markdown_text(_bundle_text(data["text/markdown"])))]))
     if "application/json" in data:
         value = data["application/json"]
         if isinstance(value, str):

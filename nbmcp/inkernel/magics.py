@@ -14,6 +14,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 
+from ..content.summary import summary_line
 from . import lifecycle
 from .approvals import pending_approvals
 from .objects import OBJECT_TEMPLATES, OBJECTS_URI
@@ -118,8 +119,7 @@ class NbMCPMagics(Magics):
         served = self._server().mcp_server.snapshot()
         for name, spec in sorted(served.served_tools.items()):
             origin = "built-in" if spec.builtin else "user"
-            first_line = (spec.description or "").strip().splitlines()[0:1]
-            print(f"{name:24} {origin:8} {first_line[0] if first_line else ''}")
+            print(f"{name:24} {origin:8} {summary_line(spec.description, 80)}")
         disabled = [n for n, s in default_registry.snapshot().tools.items() if not s.enabled]
         if disabled:
             print(f"(disabled: {', '.join(sorted(disabled))})")

@@ -161,11 +161,12 @@ def parse_docstring(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
     params = {p.arg_name: p.description for p in parsed.params if p.description}
     if not params:
         return doc, {}
-    parts = [p for p in (parsed.short_description, parsed.long_description) if p]
+    # the parser cuts the "short description" at the first line break: a summary that wraps onto a second line
+    # is one paragraph, not two
+    summary = "\n\n" if parsed.blank_after_short_description else "\n"
+    text = summary.join(p for p in (parsed.short_description, parsed.long_description) if p)
     returns = parsed.returns.description if parsed.returns and parsed.returns.description else None
-    if returns:
-        parts.append(f"Returns: {returns}")
-    return "\n\n".join(parts), params
+    return "\n\n".join(p for p in (text, f"Returns: {returns}" if returns else "") if p), params
 
 
 def check_completers(complete: Mapping[str, Any] | None, parameters: list[str], *, label: str) -> dict[str, Any]:

@@ -10,30 +10,33 @@ are recorded by :mod:`.activity`. Serving it over HTTP with a connection file is
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import contextvars
 import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver.prompts import Prompt
 from mcp.shared.exceptions import MCPError
-from mcp.types import INTERNAL_ERROR, Resource, ResourceTemplate
+from mcp.types import INTERNAL_ERROR, BlobResourceContents, ReadResourceResult, Resource, ResourceTemplate
 from mcp.types import Tool as MCPTool
 
 from .. import content, frames
+from .._version import __version__
 from ..exceptions import ToolTimeout
-from ..sdk import announce_list_changes, quiet_mcp_server
-from ..tasks import tasks_extension
+from ..sdk import ToolServer, announce_list_changes, quiet_mcp_server
+from ..tasks import owner_middleware, tasks_extension
 from . import logs, prompts, structured, toolmeta
 from .activity import Activity, CallRecord, ClientRecord
 from .background import BackgroundExecutes
 from .calls import Approver, CallPipeline, MainThreadRunner
 from .completion import Completions
 from .notifications import Notifier
-from .objects import OBJECT_TEMPLATES, ObjectViews, builtin_tool
+from .objects import OBJECT_TEMPLATES, Base64Blob, ObjectViews, builtin_tool
 from .query import QueryTool
 from .registry import PromptSpec, Registry, RegistryEvent, ToolSpec, check_icons
 from .table_app import TOOL_META, apps_extension, view_tool
@@ -64,7 +67,7 @@ class ServerSnapshot:
     tool_pool: PoolStatus | None = None  # user calls running, and abandoned threads per tool
 
 
-class _RegistryBackedMCP(MCPServer):
+class _RegistryBackedMCP(ToolServer):
     """An MCPServer whose resources come from the registry at read time (the SDK cannot remove one)."""
 
     def __init__(self, views: ObjectViews, **kwargs: Any) -> None:
@@ -77,6 +80,8 @@ class _RegistryBackedMCP(MCPServer):
         for tool in tools:
             if tool.name in self.input_schemas:
                 tool.input_schema = self.input_schemas[tool.name]
+            if tool.output_schema is not None:  # a NaN goes out as null: say so (a copy: the SDK's stays as is)
+                tool.output_schema = structured.nullable_numbers(tool.output_schema)
         return tools
 
     async def list_resources(self) -> list[Resource]:
@@ -88,8 +93,44 @@ class _RegistryBackedMCP(MCPServer):
     async def read_resource(self, uri: Any, context: Any = None) -> Any:
         result = await self._views.read_resource(str(uri))
         if result is not None:
-            return result
+            return [_placeholder(item) for item in result]
         return await super().read_resource(uri, context)
+
+    async def _handle_read_resource(self, ctx: Any, params: Any) -> Any:
+        # The SDK's handler, but contents that are base64 already (the Arrow read) go into the reply as they are.
+        encoded: list[str] = []
+        token = _ENCODED.set(encoded)
+        try:
+            result = await super()._handle_read_resource(ctx, params)
+        finally:
+            _ENCODED.reset(token)
+        if encoded and isinstance(result, ReadResourceResult):
+            result.contents = [_filled(item, encoded) for item in result.contents]
+        encoded.clear()  # contexts copied during the read (worker threads, tasks) keep the list, not the text
+        return result
+
+
+# Base64 texts of the read being answered: read_resource leaves a placeholder, _handle_read_resource fills it in.
+_ENCODED: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("nbmcp_encoded_blobs", default=None)
+_SLOT = "nbmcp/encoded-blob"
+
+
+def _placeholder(item: ReadResourceContents) -> ReadResourceContents:
+    encoded = _ENCODED.get()
+    if not isinstance(item.content, Base64Blob):
+        return item
+    if encoded is None:  # not through the SDK's handler: plain bytes, as any other resource
+        return ReadResourceContents(base64.b64decode(item.content.text), item.mime_type, item.meta)
+    encoded.append(item.content.text)
+    return ReadResourceContents(b"", item.mime_type, {**(item.meta or {}), _SLOT: len(encoded) - 1})
+
+
+def _filled(item: Any, encoded: list[str]) -> Any:
+    slot = (item.meta or {}).get(_SLOT) if isinstance(item, BlobResourceContents) else None
+    if slot is None:
+        return item
+    meta = {k: v for k, v in item.meta.items() if k != _SLOT} or None
+    return item.model_copy(update={"blob": encoded[slot], "meta": meta})
 
 
 class NbMCPServer:
@@ -142,6 +183,7 @@ class NbMCPServer:
         self.views = ObjectViews(registry, self.outputs, image_max_px=image_max_px, frame_limits=frame_limits)
         self.views.run_builtin = self._run_builtin_read
         self.views.run_user = self._run_user_read
+        self.views.run_limited = self._run_limited_read
         self._pipeline = CallPipeline(
             outputs=self.outputs,
             output_budget=output_budget,
@@ -164,6 +206,7 @@ class NbMCPServer:
             lambda: _RegistryBackedMCP(
                 self.views,
                 name=name,
+                version=__version__,
                 instructions=instructions or INSTRUCTIONS,
                 icons=toolmeta.icons_of(check_icons(icons, label="the server")),
                 subscriptions=self._notifier.bus,
@@ -173,6 +216,7 @@ class NbMCPServer:
                     self._activity.middleware,
                     self._notifier.middleware,
                     client_key_middleware,
+                    owner_middleware(lambda _ctx: current_client_key.get()),  # a client's background tasks
                     self._logging.middleware,
                     structured.remember_arguments,
                 ],
@@ -184,7 +228,7 @@ class NbMCPServer:
         announce_list_changes(self.mcp)
         self._notifier.serve_subscribe_requests(self.mcp)
         self._logging.serve(self.mcp)
-        Completions(registry).serve(self.mcp)
+        Completions(registry, read_each=self.views.read_each).serve(self.mcp)
         logs.install()
 
         # Code execution in the user's kernel always asks the owner, and runs between cells.
@@ -237,6 +281,13 @@ class NbMCPServer:
 
     async def _run_builtin_read(self, key: str, fn: Callable[..., Any], *args: Any) -> Any:
         return await _read_in(self.read_pool, key, functools.partial(fn, *args), self._pipeline.tool_timeout, None)
+
+    async def _run_limited_read(self, key: str, fn: Callable[[], Any], seconds: float) -> Any:
+        """One object's part of a read of many (:func:`.untrusted.read_each`): ``ToolTimeout`` after ``seconds``,
+        and at once while an earlier read of it is still stuck (one thread per hung object, not one per read)."""
+        if self.read_pool.status().abandoned.get(key):
+            raise ToolTimeout(seconds)
+        return await self.read_pool.run_sync(key, fn, timeout=seconds)
 
     async def _run_user_read(self, key: str, fn: Callable[..., Any], *args: Any) -> Any:
         call = functools.partial(fn, *args)

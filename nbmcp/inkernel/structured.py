@@ -6,6 +6,8 @@ validated against it and sent as ``structuredContent`` next to nbmcp's own text 
 (``-> str``, ``-> int``) and values the SDK cannot model (frames, figures) keep nbmcp's conversion and no
 schema: a schema-bound copy of a long string would double every result and escape the output budget.
 The SDK builds the model (``func_metadata``); nbmcp only decides when to ask and names the field that failed.
+A ``float`` may be NaN or infinite, which JSON carries as ``null``: published schemas say ``number | null`` wherever
+they say ``number`` (:func:`nullable_numbers`), so such a value reaches the client as a valid ``null``.
 
 Input: ``@nbmcp.tool(input_schema={...})`` publishes the schema verbatim (``$defs``, ``oneOf``,
 ``additionalProperties`` and all) and validates arguments with ``jsonschema`` (a dependency of the SDK),
@@ -34,6 +36,7 @@ __all__ = [
     "InvalidArguments",
     "InvalidOutput",
     "check_input_schema",
+    "nullable_numbers",
     "output_metadata",
     "remember_arguments",
     "structured_content",
@@ -122,6 +125,37 @@ def structured_content(spec: ToolSpec, value: Any) -> dict[str, Any] | None:
         raise InvalidOutput(
             f"tool {spec.name!r} returned a value that does not match its return annotation: " + "; ".join(problems)
         ) from None
+
+
+_NOT_SCHEMAS = frozenset({"default", "examples", "const", "enum"})  # keys whose values are data, not schemas
+_SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions"})  # name -> schema
+
+
+def nullable_numbers(schema: Any) -> Any:
+    """A copy of the JSON Schema ``schema`` in which every ``number`` also admits ``null``.
+
+    A float that is NaN or infinite goes on the wire as ``null`` (JSON has no such numbers; pydantic writes
+    ``null``), and a client that validates ``structuredContent`` against a plain ``number`` rejects the whole
+    result. ``null`` there means "no finite number". Integers cannot be NaN and stay as they are.
+    """
+    if isinstance(schema, list):
+        return [nullable_numbers(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    copied: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _NOT_SCHEMAS:
+            copied[key] = value
+        elif key in _SCHEMA_MAPS and isinstance(value, dict):  # a field may be named "type" or "default"
+            copied[key] = {name: nullable_numbers(sub) for name, sub in value.items()}
+        else:
+            copied[key] = nullable_numbers(value)
+    kind = copied.get("type")
+    if kind == "number":
+        copied["type"] = ["number", "null"]
+    elif isinstance(kind, list) and "number" in kind and "null" not in kind:
+        copied["type"] = [*kind, "null"]
+    return copied
 
 
 def check_input_schema(schema: Mapping[str, Any], fn: Callable[..., Any], *, label: str) -> dict[str, Any]:

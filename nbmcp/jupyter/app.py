@@ -13,6 +13,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int
 
 from .._version import __version__
+from .hub.resource import OAuthResource
 from .kernel_servers import KernelServers
 from .upstream import UpstreamPool
 
@@ -58,6 +59,8 @@ class NbMCPServerExtension(ExtensionApp):
         self._sock: Any = None
         self._url: str | None = None
         self._token: str | None = None
+        # on a Hub with nbmcp's OAuth service: the checks of its access tokens (None: Jupyter's auth only)
+        self.oauth = OAuthResource.from_environment(self.serverapp.base_url if self.serverapp else "/", self.log)
 
     def initialize_handlers(self) -> None:
         from .forward import KernelMCPHandler, ServerMCPHandler
@@ -68,6 +71,11 @@ class NbMCPServerExtension(ExtensionApp):
                 (r"/nbmcp/kernels/([^/]+)/mcp", KernelMCPHandler, {"nbmcp": self}),
             ]
         )
+        if self.oauth is not None:
+            from .hub.protect import ProtectedResourceMetadataHandler
+
+            well_known = r"/nbmcp/\.well-known/oauth-protected-resource"
+            self.handlers.append((well_known, ProtectedResourceMetadataHandler, {"resource": self.oauth}))
 
     def refusal(self, path: str, sent_credentials: bool) -> str:
         """Why an unauthenticated request to ``path`` was refused, and what to send instead."""
@@ -78,6 +86,8 @@ class NbMCPServerExtension(ExtensionApp):
                 f"user or service allowed to access it) with the scope access:servers!user={hub_user}, sent as "
                 f"'Authorization: Bearer <token>'. Create one at {os.environ.get('JUPYTERHUB_BASE_URL', '/')}hub/token"
             )
+            if self.oauth is not None:
+                needs += f"; or sign in with OAuth at {self.oauth.issuer} (MCP clients find it from this answer)"
             if sent_credentials:
                 return "the Hub did not accept this token (invalid, expired, or another user's): " + needs
             return "no token was sent: " + needs
@@ -94,8 +104,9 @@ class NbMCPServerExtension(ExtensionApp):
     async def start_mcp(self) -> None:
         """Serve the MCP app on this server's event loop (its managers are not thread-safe)."""
         from ..transport import SecurityMiddleware, bind_socket, loopback_names, serve_app
-        from .kernels import JupyterKernels, build_server
+        from .kernels import JupyterKernels
         from .live import SharedNotebooks
+        from .tools import build_server
 
         serverapp = self.serverapp
         assert serverapp is not None

@@ -26,6 +26,9 @@ from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamClosedError
 
 from ..exceptions import UpstreamError
+from .hub.protect import bearer_token, needed_scope, read_only_tools, refuse, sign_in
+from .hub.resource import TokenRefused
+from .hub.scopes import EXECUTE, READ
 from .upstream import UpstreamResponse
 
 __all__ = ["ForwardingHandler", "KernelMCPHandler", "ServerMCPHandler", "UpstreamError"]
@@ -100,9 +103,26 @@ class ForwardingHandler(APIHandler):
         self.nbmcp = nbmcp
         self._pump: asyncio.Future[None] | None = None
         self._body = bytearray()
+        # an nbmcp OAuth access token's grant (Verified), or why it was refused (TokenRefused)
+        self.oauth_grant: Any = None
 
     async def prepare(self) -> None:
-        await super().prepare()
+        resource = self.nbmcp.oauth
+        token = bearer_token(self) if resource is not None else None
+        # A refusal waits for the verb, after the body is read: finishing now would close the connection,
+        # which a proxy (configurable-http-proxy) may already be reusing for the client's next request.
+        if token and resource.looks_like_ours(token):
+            # the service's tokens are checked here: Jupyter would ask the Hub, which does not know them
+            self.oauth_grant = await sign_in(self, resource, token)
+            if isinstance(self.oauth_grant, TokenRefused) and self.request.method != "POST":
+                refuse(self, resource, self.oauth_grant)  # no body to wait for; a GET would redirect to a login
+                return
+        else:
+            try:
+                await super().prepare()
+            except web.HTTPError as exc:
+                if exc.status_code != 403 or self.current_user is not None:
+                    raise
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_body_size:
             # Finishing before the body is read makes Tornado close the connection instead of reading it.
@@ -126,25 +146,52 @@ class ForwardingHandler(APIHandler):
         raise NotImplementedError
 
     @web.authenticated
-    @authorized("execute")
     async def get(self, *args: str) -> None:
-        await self._forward(*args)
+        await self._authorized_forward(*args)
 
     @web.authenticated
-    @authorized("execute")
     async def post(self, *args: str) -> None:
-        await self._forward(*args)
+        await self._authorized_forward(*args)
 
     @web.authenticated
-    @authorized("execute")
     async def delete(self, *args: str) -> None:
+        await self._authorized_forward(*args)
+
+    async def _authorized_forward(self, *args: str) -> None:
+        if self.oauth_grant is None:  # (a refused one never gets here: there is no current user)
+            await self._jupyter_authorized_forward(*args)
+            return
+        try:  # an OAuth token: its scopes say what it may do (Jupyter's authorizer knows Hub scopes only)
+            self.oauth_grant.require(READ)
+            if EXECUTE not in self.oauth_grant.scopes and needed_scope(bytes(self._body), await self.read_only()):
+                self.oauth_grant.require(EXECUTE)
+        except TokenRefused as exc:
+            refuse(self, self.nbmcp.oauth, exc)
+            return
         await self._forward(*args)
+
+    @authorized("execute")
+    async def _jupyter_authorized_forward(self, *args: str) -> None:
+        await self._forward(*args)
+
+    async def read_only(self) -> frozenset[str] | None:
+        """Tools a read-only token may call on this route (None: none)."""
+        return None
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         # Refused before anyone was authenticated (no token, a wrong one, another JupyterHub user's): Jupyter says
         # "Forbidden" or "'_xsrf' argument missing", which sends people hunting in the wrong place.
+        if isinstance(self.oauth_grant, TokenRefused):
+            refuse(self, self.nbmcp.oauth, self.oauth_grant)
+            return
         if status_code == 403 and not getattr(self, "_jupyter_current_user", None):
-            self._fail(403, self.nbmcp.refusal(self.request.path, "authorization" in self.request.headers))
+            message = self.nbmcp.refusal(self.request.path, "authorization" in self.request.headers)
+            if self.nbmcp.oauth is not None:  # RFC 6750: 401 with the challenge OAuth clients discover from
+                sent = "authorization" in self.request.headers
+                error = TokenRefused(message) if sent else None
+                refuse(self, self.nbmcp.oauth, error, message)
+                return
+            self._fail(403, message)
             return
         super().write_error(status_code, **kwargs)
 
@@ -240,6 +287,10 @@ class ServerMCPHandler(ForwardingHandler):
         if url is None or token is None:
             raise UpstreamError(503, "the nbmcp Jupyter Server extension is starting or stopped; retry shortly")
         return url, token, "the nbmcp Jupyter Server MCP app"
+
+    async def read_only(self) -> frozenset[str] | None:
+        server = self.nbmcp.mcp_server
+        return await read_only_tools(server) if server is not None else frozenset()
 
     def dead_hint(self) -> str:
         return "Restart the Jupyter Server."

@@ -4,8 +4,11 @@ The public names of this wing, for the CLI and the Jupyter Server extension. The
 ``nbmcp serve`` launches its kernel before the MCP SDK is imported (start-up time), and importing this
 package must not import the SDK.
 
-Rooms: the kernel -- :mod:`.channels`, :mod:`.connect`, :mod:`.execution`, :mod:`.session`; the server --
-:mod:`.provider`, :mod:`.inspection` (with :mod:`.probe`, which runs in the kernel), :mod:`.tools`,
+Rooms: the kernel -- :mod:`.channels`, :mod:`.connect`, :mod:`.execution`, :mod:`.session` (which owns the
+kernel: start, attach, restart, shutdown, liveness) over :mod:`.kernel_requests` (execute, inspect, interrupt)
+over :mod:`.message_router` (each message to its request); the server -- :mod:`.provider`, :mod:`.inspection`
+(with :mod:`.probe`, which runs in the kernel), :mod:`.tools` (the kernel tools' declarations and
+:func:`build_server`), :mod:`.tool_logic` (what they do), :mod:`.tool_arguments` (their shared argument types),
 :mod:`.run`; results and files -- :mod:`.outputs`, :mod:`.recorder`, :mod:`.notebooks`.
 """
 
@@ -17,9 +20,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .execution import ExecutionOutcome
     from .notebooks import NotebookFiles, apply_operations, notebook_state
-    from .provider import ExecutionRun, KernelHandle, KernelSource, ServeOptions, attach_kernel, cancel_on_disconnect
+    from .provider import (
+        ExecutionRun,
+        KernelHandle,
+        KernelSource,
+        ServeOptions,
+        attach_kernel,
+        cancel_on_disconnect,
+        client_of,
+    )
     from .session import KernelSession
-    from .tools import ExecuteTimeout, RunInBackground, ServeServer, build_server, number_as_text
+    from .tool_arguments import ExecuteTimeout, RunInBackground, number_as_text
+    from .tools import ServeServer, build_server
 
 __all__ = [
     "ExecuteTimeout",
@@ -36,13 +48,14 @@ __all__ = [
     "attach_kernel",
     "build_server",
     "cancel_on_disconnect",
+    "client_of",
     "notebook_state",
     "number_as_text",
 ]
 
 _HOME = {
-    "ExecuteTimeout": "tools",
-    "RunInBackground": "tools",
+    "ExecuteTimeout": "tool_arguments",
+    "RunInBackground": "tool_arguments",
     "ExecutionOutcome": "execution",
     "ExecutionRun": "provider",
     "KernelHandle": "provider",
@@ -56,7 +69,8 @@ _HOME = {
     "attach_kernel": "provider",
     "build_server": "tools",
     "cancel_on_disconnect": "provider",
-    "number_as_text": "tools",
+    "client_of": "provider",
+    "number_as_text": "tool_arguments",
 }
 
 

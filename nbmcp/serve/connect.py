@@ -151,7 +151,10 @@ def attached_client(connection_file: str | Path | None) -> tuple[Any, str]:
         try:
             path = find_connection_file(str(connection_file))
         except OSError as exc:
-            raise KernelSessionError(f"no kernel connection file {str(connection_file)!r}") from exc
+            raise KernelSessionError(
+                f"no kernel connection file {str(connection_file)!r} ({exc}): pass the kernel-*.json of a running "
+                "kernel (`%connect_info` in its notebook names it), or --existing alone for the newest that answers"
+            ) from exc
     client = AsyncKernelClient(connection_file=path)
     try:
         client.load_connection_file()

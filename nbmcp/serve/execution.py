@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .bounds import DEFAULT_OUTPUT_LIMIT, StreamText, bound_output
 from .channels import Inbox
 
 __all__ = [
@@ -30,7 +31,7 @@ __all__ = [
     "warm_imports",
 ]
 
-Status = Literal["ok", "error", "aborted", "timeout", "cancelled", "dead"]
+Status = Literal["ok", "error", "interrupted", "aborted", "timeout", "cancelled", "dead"]
 OutputCallback = Callable[[str, str], Awaitable[None] | None]
 #: Sees the whole output list after each iopub message that changed it (rich outputs too, not only stream text).
 OutputsCallback = Callable[[list[dict[str, Any]]], Awaitable[None] | None]
@@ -47,9 +48,10 @@ class ExecutionOutcome:
 
     ``outputs`` are nbformat v4 output dicts (``nbformat.v4.output_from_msg``), in the order the kernel
     sent them, with ``clear_output`` and ``update_display_data`` applied as a notebook would.
-    ``status`` is ``ok`` | ``error`` | ``aborted`` | ``timeout`` (interrupted at the deadline; outputs are
-    partial) | ``cancelled`` (the caller went away; the kernel was interrupted) | ``dead`` (the kernel
-    died while running the code).
+    ``status`` is ``ok`` | ``error`` | ``interrupted`` (stopped by an interrupt while it ran: IRkernel's
+    ``abort`` reply; ipykernel reports a KeyboardInterrupt error instead) | ``aborted`` (never run: an
+    earlier cell failed) | ``timeout`` (interrupted at the deadline; outputs are partial) | ``cancelled``
+    (the caller went away; the kernel was interrupted) | ``dead`` (the kernel died while running the code).
     """
 
     outputs: list[dict[str, Any]] = field(default_factory=list)
@@ -60,6 +62,9 @@ class ExecutionOutcome:
     message: str | None = None
     error: dict[str, Any] | None = None
     user_expressions: dict[str, Any] = field(default_factory=dict)
+    #: Characters kept of each stream output (its head and tail, :mod:`.bounds`); how many were cut in all.
+    output_limit: int = DEFAULT_OUTPUT_LIMIT
+    cut_chars: int = 0
 
 
 @dataclass
@@ -119,12 +124,15 @@ class OutputCollector:
         self.display_ids: dict[str, list[int]] = {}
         self.clear_pending = False
         self.execution_count: int | None = None
+        self.streams: dict[int, StreamText] = {}  # stream outputs by index: kept to their head and tail
+        self.started = False  # the kernel announced this cell's code (execute_input): it began running it
 
     def add(self, msg: dict[str, Any]) -> str | None:
         """Record one iopub message; returns stream text (for live progress) if it was a stream."""
         msg_type = msg["header"].get("msg_type")
         content = msg["content"]
         if msg_type == "execute_input":
+            self.started = True
             self.execution_count = content.get("execution_count")
         elif msg_type == "clear_output":
             if content.get("wait"):
@@ -140,6 +148,8 @@ class OutputCollector:
     def _clear(self) -> None:
         self.outcome.outputs.clear()
         self.display_ids.clear()
+        self.streams.clear()
+        self.outcome.cut_chars = 0  # what was cut from cleared outputs is not missing from what is shown
         self.clear_pending = False
 
     def _update_display(self, content: dict[str, Any]) -> None:
@@ -147,7 +157,8 @@ class OutputCollector:
         display_id = (content.get("transient") or {}).get("display_id")
         for index in self.display_ids.get(display_id or "", []):
             if index < len(outputs):
-                outputs[index]["data"] = content.get("data", {})
+                update = {"output_type": "display_data", "data": content.get("data", {})}
+                outputs[index]["data"] = bound_output(update, self.outcome.output_limit, keep_binary=True)[0]["data"]
                 outputs[index]["metadata"] = content.get("metadata", {})
 
     def _append(self, msg: dict[str, Any]) -> str | None:
@@ -159,18 +170,32 @@ class OutputCollector:
         if msg_type == "stream" and outputs and outputs[-1].get("output_type") == "stream":
             last = outputs[-1]
             if last.get("name") == content.get("name"):
-                last["text"] += content.get("text", "")
+                self._add_stream_text(len(outputs) - 1, content.get("text", ""))
                 return content.get("text", "")
         from nbformat.v4 import output_from_msg  # here: nbformat's import is slow, start-up matters
 
         output = output_from_msg(msg)
+        if msg_type != "stream":  # a 30 MB repr or traceback is kept to its head and tail too (images stay whole)
+            output, cut = bound_output(output, self.outcome.output_limit, keep_binary=True)
+            self.outcome.cut_chars += cut
         if msg_type == "error":
-            self.outcome.error = {k: content.get(k) for k in ("ename", "evalue", "traceback")}
+            self.outcome.error = {k: output.get(k) for k in ("ename", "evalue", "traceback")}
         display_id = (content.get("transient") or {}).get("display_id")
         if display_id:
             self.display_ids.setdefault(display_id, []).append(len(outputs))
         outputs.append(output)
+        if msg_type == "stream":
+            self.streams[len(outputs) - 1] = StreamText(self.outcome.output_limit)
+            self._add_stream_text(len(outputs) - 1, content.get("text", ""))
         return content.get("text", "") if msg_type == "stream" else None
+
+    def _add_stream_text(self, index: int, text: str) -> None:
+        """Append to a stream output, keeping its head and tail only: a cell printing 100 MB costs O(limit)."""
+        kept = self.streams[index]
+        cut = kept.cut
+        kept.add(text)
+        self.outcome.cut_chars += kept.cut - cut
+        self.outcome.outputs[index]["text"] = kept.text()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -316,11 +341,21 @@ class _Execution:
         self.got_reply = True
         self.outcome.execution_count = content.get("execution_count")
         self.outcome.user_expressions = content.get("user_expressions") or {}
-        if content.get("status") == "error":
+        status = content.get("status")
+        if status == "error":
             self.outcome.status = "error"
             self.outcome.error = {k: content.get(k) for k in ("ename", "evalue", "traceback")}
-        elif content.get("status") == "aborted":
-            self.outcome.status = "aborted"
+        elif status in ("abort", "aborted"):
+            # "aborted" (the spec; "abort" in its 4.x wording) is a request the kernel never ran. IRkernel
+            # answers "abort" for a cell it stopped at an interrupt: it had announced that cell's code.
+            if self.collector.started:
+                self.outcome.status = "interrupted"
+                self.outcome.message = "interrupted: the kernel stopped the cell; its state is kept"
+            else:
+                self.outcome.status = "aborted"
+        elif status not in ("ok", None):
+            self.outcome.status = "error"
+            self.outcome.message = f"the kernel answered with the unknown status {status!r}"
 
     def _on_status(self, state: str | None) -> bool:
         if state == "busy":

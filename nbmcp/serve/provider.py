@@ -2,13 +2,17 @@
 
 One shared kernel (stdio, ``--shared``, ``--existing``), or over HTTP a kernel per client, in both protocol eras:
 
-- a named kernel per URL ``/mcp/k/<name>`` (:class:`KernelPaths`): every request to that URL, with or without
+- a named kernel per URL ``/k/<name>/mcp`` (:class:`KernelPaths`): every request to that URL, with or without
   a session, reaches the kernel of that name, started on its first call and shut down after ``idle_timeout``
-  seconds without a call (a sessionless client never says goodbye);
+  seconds without a call (a sessionless client never says goodbye). ``nbmcp serve`` prints such a URL first,
+  with a fresh random name: it works with every client's defaults, whatever protocol era it speaks;
 - on ``/mcp``, a kernel per handshake-era session, shut down when the session ends (the SDK unwinds the
   connection's exit stack on DELETE, its idle timeout -- ``idle_timeout`` too -- or a crash). A sessionless
   (2026-07-28 era) request there carries nothing that tells clients apart, so it is refused with a message
-  naming the ``/mcp/k/<name>`` URL and ``--shared``, rather than silently sharing one client's kernel with all.
+  naming the ``/k/<name>/mcp`` URL and ``--shared``, rather than silently sharing one client's kernel with all.
+
+The name is in the URL, not in a token or a header, because a URL is the one thing every client lets a user set
+(headers need per-client syntax; a token is a secret, shared by all clients of the server).
 
 At most ``max_kernels`` such kernels run at once. Kernels nbmcp started are shut down when the server exits;
 attached kernels never are.
@@ -33,6 +37,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from .. import content
 from ..exceptions import KernelSessionError
 from ..sdk import connection_of
+from .bounds import DEFAULT_OUTPUT_LIMIT, MIN_OUTPUT_LIMIT
 from .execution import ExecutionOutcome, OutputCallback, OutputsCallback
 from .session import KernelSession
 
@@ -42,7 +47,7 @@ if TYPE_CHECKING:
     from .recorder import SessionRecorder
 
 __all__ = [
-    "KERNEL_PATH",
+    "NAMED_PATH",
     "ClientDisconnected",
     "ExecutionRun",
     "KernelHandle",
@@ -52,6 +57,8 @@ __all__ = [
     "ServeOptions",
     "attach_kernel",
     "cancel_on_disconnect",
+    "client_of",
+    "named_url",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,9 +78,11 @@ class ServeOptions:
     record: bool = True
     timeout: float = 60.0
     output_budget: int = content.DEFAULT_OUTPUT_BUDGET
+    record_output_limit: int = DEFAULT_OUTPUT_LIMIT  # characters kept of each output (head and tail): .bounds
     image_max_px: int = content.DEFAULT_IMAGE_MAX_PX
     read_only: bool = False
     query_timeout: float = 30.0
+    query_max_spill_bytes: int = 1024**3  # disk one `query` may spill to; 0: none
     shared: bool = False
     transport: Literal["stdio", "http"] = "stdio"
     host: str = "127.0.0.1"
@@ -81,6 +90,10 @@ class ServeOptions:
     token: str | None = None
     max_kernels: int = 10  # HTTP: kernels for clients at once (named + per session)
     idle_timeout: float = 600.0  # HTTP: seconds without a call before a client's kernel is shut down
+
+    def __post_init__(self) -> None:
+        if self.record_output_limit < MIN_OUTPUT_LIMIT:
+            raise ValueError(f"--record-output-limit must be at least {MIN_OUTPUT_LIMIT:,} characters")
 
     @property
     def attaching(self) -> bool:
@@ -104,7 +117,9 @@ class KernelHandle:
             return
         try:
             status = outcome.status if outcome.status != "ok" else None
-            self.recorder.record(code, outcome.outputs, outcome.execution_count, status=status)
+            self.recorder.record(
+                code, outcome.outputs, outcome.execution_count, status=status, cut_chars=outcome.cut_chars
+            )
         except Exception:  # recording must never fail an execution
             log.warning("could not record the execution in %s", self.recorder.path, exc_info=True)
 
@@ -161,17 +176,33 @@ def _recorder(path: Path, session: KernelSession, display_name: str | None) -> S
     from .recorder import SessionRecorder  # nbformat: slow to import, needed only once recording starts
 
     return SessionRecorder(
-        path, kernel_name=session.kernel_name, language_info=session.language_info, kernel_display_name=display_name
+        path,
+        output_limit=session.output_limit,
+        kernel_name=session.kernel_name,
+        language_info=session.language_info,
+        kernel_display_name=display_name,
     )
 
 
-KERNEL_PATH = "/mcp/k/"  # + a name: that client's own kernel, in both protocol eras
+NAMED_PATH = "/k/{name}/mcp"  # that client's own kernel, in both protocol eras: what nbmcp serve prints first
 _NAME_KEY = "nbmcp.kernel_name"  # where KernelPaths leaves the name in the ASGI scope
 _VALID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# /k/NAME/mcp; /mcp/k/NAME (the first form), and /mcp/k/NAME/mcp: clients such as fast-agent append "/mcp" to
+# a URL that does not end in it
+_NAMED = re.compile(r"/(?:k/(?P<name>[^/]*)/mcp|mcp/k/(?P<old>[^/]*)(?:/mcp)?)/?")
+
+
+def named_url(base: str, name: str) -> str:
+    """The URL of the kernel ``name`` on the server at ``base`` (``http://HOST:PORT``)."""
+    return base.rstrip("/") + NAMED_PATH.format(name=name)
 
 
 class KernelPaths:
-    """ASGI: ``/mcp/k/<name>`` is the MCP endpoint ``/mcp`` acting on the kernel ``<name>``."""
+    """ASGI: ``/k/<name>/mcp`` (also ``/mcp/k/<name>`` and ``/mcp/k/<name>/mcp``) is the MCP endpoint ``/mcp``
+    acting on the kernel ``<name>``.
+
+    The name ends the URL in ``/mcp`` so that clients which add ``/mcp`` to any other URL (fast-agent) leave
+    it alone; the older ``/mcp/k/<name>`` stays, with or without that addition."""
 
     def __init__(self, app: Any, endpoint: str = "/mcp") -> None:
         self.app = app
@@ -179,12 +210,14 @@ class KernelPaths:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
-        if path.startswith(KERNEL_PATH):
-            name = path[len(KERNEL_PATH) :].rstrip("/")
-            if not _VALID_NAME.fullmatch(name):
+        if path.startswith(("/k/", "/mcp/k/")):
+            found = _NAMED.fullmatch(path)
+            name = (found["name"] if found["name"] is not None else found["old"]) if found else None
+            if name is None or not _VALID_NAME.fullmatch(name):
+                where = f"kernel name {name!r} in the URL" if name is not None else f"no MCP endpoint at {path!r}"
                 body = (
-                    f"kernel name {name!r} in the URL: use 1-64 letters, digits, '.', '_' or '-' "
-                    f"(e.g. {KERNEL_PATH}my-client)"
+                    f"{where}: a client's own kernel is at /k/NAME/mcp, with a NAME of 1-64 letters, digits, '.', "
+                    "'_' or '-' (e.g. /k/my-client/mcp)"
                 ).encode()
                 headers = [(b"content-type", b"text/plain; charset=utf-8")]
                 await send({"type": "http.response.start", "status": 404, "headers": headers})
@@ -210,6 +243,7 @@ class KernelProvider:
 
     async def _create(self, suffix: str | None = None, launched: KernelSession | None = None) -> KernelHandle:
         session = launched or await self._open_session()
+        session.output_limit = self.options.record_output_limit
         if launched is not None:
             await session.connect()
         recorder = None
@@ -263,6 +297,7 @@ class KernelProvider:
         kernel process already started with :meth:`KernelSession.launch`."""
         if self._shared is None or (self._shared.done() and self._shared.exception() is not None):
             self._shared = asyncio.ensure_future(self._create(launched=launched))
+            self._shared.add_done_callback(_say_why_it_failed)
         return self._shared
 
     async def get(self, ctx: Context | None) -> KernelHandle:
@@ -281,7 +316,7 @@ class KernelProvider:
             raise ToolError(
                 "nbmcp serve gives each client its own kernel, but this request has no session (the stateless "
                 "2026-07-28 protocol era), so nothing tells its client from others: connect to "
-                f"{base}{KERNEL_PATH}NAME instead (a NAME of your own; the same NAME reaches the same kernel), "
+                f"{named_url(base, 'NAME')} instead (a NAME of your own; the same NAME reaches the same kernel), "
                 "or start nbmcp serve with --shared to let all clients share one kernel"
             )
         state = connection.state
@@ -366,6 +401,13 @@ class KernelProvider:
         await asyncio.gather(*(h.close() for h in handles), return_exceptions=True)
 
 
+def _say_why_it_failed(task: asyncio.Task[KernelHandle]) -> None:
+    """One line on stderr (the client's log) when the kernel did not come up; the tools answer with it too.
+    Retrieving the error here also spares the user asyncio's "Task exception was never retrieved" traceback."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("the kernel is not available: %s", task.exception())
+
+
 class ClientDisconnected(ToolError):
     """The HTTP client of a call went away while it ran; the call was cancelled (a cell: interrupted)."""
 
@@ -401,6 +443,19 @@ async def cancel_on_disconnect(ctx: Context | None) -> AsyncIterator[None]:
                 watcher.cancel_scope.cancel()
     if body.cancelled_caught:
         raise ClientDisconnected("the client disconnected during the call; it was cancelled")
+
+
+def client_of(request_context: Any) -> Any:
+    """Which client sent a request (the SDK's request context, as middleware sees it), for what a client owns
+    (its background tasks): the kernel name of a ``/mcp/k/NAME`` URL, else the handshake-era session, else None
+    (stdio's one client; sessionless clients of one shared kernel, which nothing tells apart)."""
+    request = getattr(request_context, "request", None)
+    scope = getattr(request, "scope", None)
+    name = scope.get(_NAME_KEY) if isinstance(scope, dict) else None
+    if name is not None:
+        return ("kernel", name)
+    session_id = getattr(connection_of(getattr(request_context, "session", None)), "session_id", None)
+    return ("session", session_id) if session_id is not None else None
 
 
 def _request_of(ctx: Context | None) -> Any:

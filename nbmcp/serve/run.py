@@ -30,46 +30,79 @@ __all__ = ["main", "run_http", "run_stdio", "serve"]
 
 def main(settings: dict[str, Any]) -> int:
     """``nbmcp serve``: ``settings`` are :class:`~nbmcp.serve.provider.ServeOptions` fields (``root``
-    defaults to the working directory). Raises ``ValueError`` for a setting that cannot work."""
+    defaults to the working directory).
+
+    When it cannot start (a setting that cannot work, no kernel to attach to), it raises
+    :class:`~nbmcp.serve.unavailable.StartupFailed` over HTTP; over stdio, whose client hides stderr, it
+    serves a session whose every answer says what went wrong (:mod:`.unavailable`) and returns 1 when the
+    client leaves."""
+    from .unavailable import StartupFailed, run_unavailable
+
     # an application may configure logging: warnings to stderr (stdout is the MCP channel on stdio)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="nbmcp: %(levelname)s %(message)s")
-    settings = dict(settings)
-    if settings.get("server_url") and settings.get("server_token") is None:
-        settings["server_token"] = os.environ.get("JUPYTER_TOKEN") or os.environ.get("JPY_API_TOKEN")
-    if settings.get("timeout", 60.0) <= 0:
-        raise ValueError("--timeout must be positive")
-    if settings.get("output_budget", 20_000) < 100:
-        raise ValueError("--output-budget must be at least 100 characters")
-    if settings.get("max_kernels", 1) < 1:
-        raise ValueError("--max-kernels must be at least 1")
-    if not 0 < settings.get("idle_timeout", 1.0) < float("inf"):
-        raise ValueError("--idle-timeout must be a positive number of seconds")
-    root = Path(settings.get("root") or Path.cwd()).resolve()
-    if not root.is_dir():
-        raise ValueError(f"--root {root} is not a directory")
-    settings["root"] = root
-    if settings.get("notebook") is not None:
-        settings["notebook"] = Path(settings["notebook"]).resolve()
-    _skip_slow_imports()
-    asyncio.run(_launch_and_serve(settings))
+    try:
+        settings = _checked(dict(settings))
+        _skip_slow_imports()
+        asyncio.run(_launch_and_serve(settings))
+    except StartupFailed as failed:
+        if settings.get("transport", "stdio") != "stdio":
+            raise
+        return run_unavailable("serve", failed)
     return 0
 
 
+def _checked(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` completed (token from the environment, absolute paths); ``StartupFailed`` for one that
+    cannot work."""
+    from .unavailable import StartupFailed
+
+    if settings.get("server_url") and settings.get("server_token") is None:
+        settings["server_token"] = os.environ.get("JUPYTER_TOKEN") or os.environ.get("JPY_API_TOKEN")
+    problem = None
+    if settings.get("timeout", 60.0) <= 0:
+        problem = "--timeout must be positive"
+    elif settings.get("output_budget", 20_000) < 100:
+        problem = "--output-budget must be at least 100 characters"
+    elif settings.get("max_kernels", 1) < 1:
+        problem = "--max-kernels must be at least 1"
+    elif not 0 < settings.get("idle_timeout", 1.0) < float("inf"):
+        problem = "--idle-timeout must be a positive number of seconds"
+    root = Path(settings.get("root") or Path.cwd()).resolve()
+    if problem is None and not root.is_dir():
+        problem = f"--root {root} is not a directory"
+    if problem is not None:
+        raise StartupFailed(problem)
+    settings["root"] = root
+    if settings.get("notebook") is not None:
+        settings["notebook"] = Path(settings["notebook"]).resolve()
+    return settings
+
+
 async def _launch_and_serve(settings: dict[str, Any]) -> None:
-    if settings.get("existing") is True and not settings.get("server_url"):
-        settings["existing"] = await _choose_connection_file()
+    from ..exceptions import NbMCPError
+    from .unavailable import StartupFailed
+
     launched = None
-    shared = settings.get("transport", "stdio") == "stdio" or settings.get("shared")
-    if not settings.get("server_url") and settings.get("existing") is None and shared:
-        # start the kernel process first: it boots while the MCP SDK and friends are imported
-        launched = await KernelSession.launch(settings.get("kernel_name", "python3"), cwd=settings["root"])
     try:
+        local = not settings.get("server_url")
+        if settings.get("existing") is True and local:
+            settings["existing"] = await _choose_connection_file()
+        shared = settings.get("transport", "stdio") == "stdio" or settings.get("shared")
+        if local and settings.get("existing") is not None:
+            # attaching takes moments, and a kernel that is not there is best said before serving (stdio: in
+            # the handshake, see main)
+            launched = await KernelSession.attach(settings["existing"])
+        elif local and shared:
+            # start the kernel process first: it boots while the MCP SDK and friends are imported
+            launched = await KernelSession.launch(settings.get("kernel_name", "python3"), cwd=settings["root"])
         from .provider import ServeOptions
 
         options = ServeOptions(**settings)
-    except BaseException:
+    except BaseException as error:
         if launched is not None:
             await launched.shutdown()
+        if isinstance(error, (LookupError, ValueError, OSError, NbMCPError)):
+            raise StartupFailed(str(error)) from error
         raise
     await serve(options, launched=launched)
 
@@ -96,23 +129,34 @@ def _skip_slow_imports() -> None:
 
 async def serve(options: ServeOptions, *, launched: KernelSession | None = None) -> None:
     """Run ``nbmcp serve`` until stdin closes (stdio) or a signal arrives; ``launched``: the shared kernel,
-    already started with :meth:`KernelSession.launch` (so it boots while the server is being set up)."""
+    already started with :meth:`KernelSession.launch` (so it boots while the server is being set up), or
+    attached with :meth:`KernelSession.attach`."""
     if options.transport != "http":
         await run_stdio(options, launched=launched)
         return
+    import secrets
+
     from ..discovery import remove_connection_file, write_connection_file
+    from .provider import named_url
 
     written: list[Path] = []
 
     def ready(url: str, token: str) -> None:
-        info = {"url": url, "token": token, "pid": os.getpid(), "kind": "serve", "kernel_id": None}
+        per_client = not options.shared and not options.attaching
+        # per client, the URL shown first names a kernel of its own: it works in both protocol eras (a
+        # sessionless client is refused on the bare /mcp, which cannot tell it from the others) and ends in
+        # /mcp, which clients that append /mcp to other URLs (fast-agent) leave as it is
+        name = secrets.token_hex(4)
+        first = named_url(url.removesuffix("/mcp"), name) if per_client else url
+        info = {"url": url, "client_url": first, "token": token, "pid": os.getpid(), "kind": "serve", "kernel_id": None}
         written.append(write_connection_file(f"serve-{os.getpid()}", info))
-        print(f"nbmcp serve: {url}", file=sys.stderr)
+        print(f"nbmcp serve: {first}", file=sys.stderr)
         print(f"  bearer token: {token[:4]}… (full token in {written[-1]})", file=sys.stderr, flush=True)
-        if not options.shared and not options.attaching:
+        if per_client:
             print(
-                f"  a kernel per client: per session, or per URL {url}/k/NAME (sessionless clients); "
-                f"at most {options.max_kernels}, shut down after {options.idle_timeout:g} s unused",
+                f"  that URL is one client's kernel: give each other client a name of its own in place of {name} "
+                f"(the same name reaches the same kernel); at {url} each handshake-era session gets a kernel of its "
+                f"own. At most {options.max_kernels}, shut down after {options.idle_timeout:g} s unused",
                 file=sys.stderr,
                 flush=True,
             )

@@ -6,6 +6,9 @@ its connection file, or drives a kernel behind a Jupyter Server through its REST
 every message to the request that caused it (``parent_header.msg_id``), so an ``execute`` awaits its own
 iopub messages directly (:mod:`.execution`) -- no polling on the hot path. Kernel death is checked only
 while waiting and only every ``LIVENESS_INTERVAL`` seconds.
+
+This module owns the kernel (start, attach, remote; restart, shutdown; liveness and death). The router is
+:mod:`.message_router`, execute/inspect/interrupt are :mod:`.kernel_requests`: the bases of ``KernelSession``.
 """
 
 from __future__ import annotations
@@ -13,24 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import time
 from pathlib import Path
 from typing import Any, Literal
 
 from ..discovery import pid_alive
 from ..exceptions import KernelDeadError, KernelSessionError
+from .bounds import DEFAULT_OUTPUT_LIMIT
 from .channels import Inbox, KernelChannels, WebSocketChannels, ZMQChannels
 from .connect import JupyterServerAPI, attached_client, launch_kernel, newest_connection_file, process_of
-from .execution import (
-    ExecutionOutcome,
-    KernelLink,
-    OutputCallback,
-    OutputsCallback,
-    drain,
-    imports_ready,
-    run_execute,
-    warm_imports,
-)
+from .execution import ExecutionOutcome, KernelLink, imports_ready, warm_imports
+from .kernel_requests import KernelRequests
 
 __all__ = [
     "ExecutionOutcome",
@@ -44,11 +39,14 @@ READY_TIMEOUT = 60.0
 START_ATTEMPTS = 3  # launches of a kernel that dies during start-up (see KernelSession.connect)
 
 
-class KernelSession:
+class KernelSession(KernelRequests):
     """One kernel: started (owned), attached (never shut down by us) or remote (Jupyter Server).
 
     Use the async constructors :meth:`start`, :meth:`attach` and :meth:`remote`.
     """
+
+    #: Characters kept of each stream output of an execution (head and tail, :mod:`.bounds`); serve sets it.
+    output_limit: int = DEFAULT_OUTPUT_LIMIT
 
     def __init__(self, kind: Literal["started", "attached", "remote"]) -> None:
         self.kind = kind
@@ -216,121 +214,6 @@ class KernelSession:
             raise
         return self
 
-    # -------------------------------------------------------------- routing
-
-    def _dispatch(self, channel: str, msg: dict[str, Any]) -> None:
-        parent = (msg.get("parent_header") or {}).get("msg_id")
-        inbox = self._waiters.get(parent) if parent else None
-        if channel == "iopub" and msg["header"].get("msg_type") == "status":
-            state = msg["content"].get("execution_state")
-            if state in ("restarting", "dead"):  # every waiting request learns it at once
-                self._died = True
-                for waiting in list(self._waiters.values()):
-                    waiting.put_nowait((channel, msg))
-                return
-            if (msg.get("parent_header") or {}).get("subshell_id") is None:
-                self.execution_state = state
-        if inbox is not None:
-            inbox.put_nowait((channel, msg))
-
-    def _new_msg(self, msg_type: str, content: dict[str, Any], subshell_id: str | None = None) -> dict[str, Any]:
-        assert self._channels is not None
-        msg = self._channels.session.msg(msg_type, content)
-        if subshell_id is not None:
-            msg["header"]["subshell_id"] = subshell_id
-        return msg
-
-    def _send(self, channel: str, msg: dict[str, Any]) -> Inbox:
-        if self._channels is None or self._closed:
-            raise KernelSessionError("the kernel session is closed")
-        inbox = self._receive(msg["header"]["msg_id"])
-        self._channels.send(channel, msg)
-        return inbox
-
-    def _receive(self, msg_id: str) -> Inbox:
-        """Route the replies to ``msg_id`` to a new inbox."""
-        inbox = self._waiters[msg_id] = Inbox()
-        return inbox
-
-    def _forget(self, msg_id: str) -> None:
-        self._waiters.pop(msg_id, None)
-
-    async def _request(self, channel: str, msg_type: str, content: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """Send a request and await its reply on the same channel."""
-        msg = self._new_msg(msg_type, content)
-        msg_id = msg["header"]["msg_id"]
-        inbox = self._send(channel, msg)
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"no {msg_type.replace('_request', '_reply')} within {timeout:g} s")
-                try:
-                    ch, reply = await inbox.get(remaining)
-                except asyncio.TimeoutError:
-                    continue
-                if ch == channel:
-                    return reply
-        finally:
-            self._forget(msg_id)
-
-    async def _wait_ready(self, timeout: float) -> None:
-        """Kernel answers on shell *and* its iopub reaches us (ZMQ SUB sockets join late).
-
-        Like ``KernelClient.wait_for_ready`` but through our router (reading the channels ourselves
-        would make ``wait_for_ready`` hang): resend ``kernel_info_request`` until one of them shows
-        up on both channels.
-        """
-        deadline = time.monotonic() + timeout
-        attempt = 0
-        while True:
-            if self.kind == "started" and not await self._manager.is_alive():
-                raise KernelDeadError(f"kernel {self.kernel_name!r} exited during start-up")
-            # An attached kernel may be busy with the human's long cell: its shell answers only after that
-            # cell, its control channel (ipykernel answers kernel_info there too) at once. Kernels that do
-            # not answer on control still get every other attempt on shell.
-            channel = "control" if self.kind == "attached" and attempt % 2 == 0 else "shell"
-            attempt += 1
-            if await self._kernel_info_round(channel, min(deadline, time.monotonic() + 0.5)):
-                self._died = False
-                return
-            if time.monotonic() >= deadline:
-                if self.kind == "attached":
-                    raise KernelSessionError(
-                        f"the kernel of {self.connection_file} did not answer within {timeout:g} s: it may have "
-                        "died and left its file behind; pass --existing with the connection file of a running "
-                        "kernel (`%connect_info` in its notebook names it), or --existing alone for the newest "
-                        "that answers"
-                    )
-                raise KernelSessionError(f"kernel did not become ready within {timeout:g} s")
-
-    async def _kernel_info_round(self, channel: str, step_end: float) -> bool:
-        """One ``kernel_info_request``: whether its reply and an iopub message of it arrived by ``step_end``
-        (the kernel may still be starting: wait long for the reply, briefly for iopub after it)."""
-        msg = self._new_msg("kernel_info_request", {})
-        msg_id = msg["header"]["msg_id"]
-        inbox = self._send(channel, msg)
-        got_reply = got_iopub = False
-        try:
-            while not (got_reply and got_iopub):
-                remaining = step_end - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    on, reply = await inbox.get(remaining)
-                except asyncio.TimeoutError:
-                    break
-                if on in ("shell", "control"):
-                    got_reply = True
-                    self.kernel_info = reply["content"]
-                    step_end = min(step_end, time.monotonic() + 0.1)
-                elif on == "iopub":
-                    got_iopub = True
-        finally:
-            self._forget(msg_id)
-        return got_reply and got_iopub
-
     # -------------------------------------------------------------- liveness
 
     async def is_alive(self) -> bool:
@@ -420,112 +303,26 @@ class KernelSession:
             where = ""
         return f"The kernel {self.kernel_id}{where} died{how}; {fix}."
 
-    # -------------------------------------------------------------- execution
-
-    async def execute(
-        self,
-        code: str,
-        *,
-        timeout: float | None = None,
-        on_output: OutputCallback | None = None,
-        silent: bool = False,
-        store_history: bool = True,
-        user_expressions: dict[str, str] | None = None,
-        subshell: bool = False,
-        lock: bool = True,
-        interrupt: bool = True,
-        on_outputs: OutputsCallback | None = None,
-    ) -> ExecutionOutcome:
-        """Run ``code``; await its reply and its iopub messages until the kernel is idle.
-
-        On ``timeout`` the kernel is interrupted and the partial outputs are returned (status
-        ``timeout``). If the awaiting task is cancelled, the kernel is interrupted before the
-        cancellation propagates. ``on_output(name, text)`` sees stream text as it arrives, ``on_outputs(outputs)``
-        the whole output list each time an output (of any kind) arrives or changes.
-        ``subshell=True`` runs in a kernel subshell (ipykernel 7) so it does not wait for a running cell.
-        ``interrupt=False`` gives up at the timeout without interrupting: an interrupt stops the kernel's
-        main thread, that is whatever cell the human is running, so subshell requests never interrupt.
-        """
-        interrupt = interrupt and not subshell
-        if self._closed:
-            raise KernelSessionError("the kernel session is closed")
-        if not await self.is_alive():
-            raise KernelDeadError(self.dead_message())
-        content = {
-            "code": code,
-            "silent": silent,
-            "store_history": store_history,
-            "user_expressions": user_expressions or {},
-            "allow_stdin": False,
-            "stop_on_error": not silent,
-        }
-        subshell_id = await self._get_subshell() if subshell else None
-        run = self._execute(content, subshell_id, timeout, on_output, interrupt, on_outputs)
-        if lock and not subshell:
-            async with self._execute_lock:
-                return await run
-        return await run
-
-    async def _execute(
-        self,
-        content: dict[str, Any],
-        subshell_id: str | None,
-        timeout: float | None,
-        on_output: OutputCallback | None,
-        interrupt: bool,
-        on_outputs: OutputsCallback | None = None,
-    ) -> ExecutionOutcome:
-        if subshell_id is None and self._draining is not None and not self._draining.done():
-            # a cell sent before the cancelled one has stopped would be aborted (stop_on_error) when it raises
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(self._draining)
-        msg = self._new_msg("execute_request", content, subshell_id)
-        outcome = self.last_outcome = ExecutionOutcome()
-        try:
-            return await run_execute(
-                self._link,
-                msg,
-                outcome,
-                timeout=timeout,
-                on_output=on_output,
-                interrupt=interrupt,
-                on_outputs=on_outputs,
-            )
-        except asyncio.CancelledError:
-            # the caller went away (MCP notifications/cancelled, client disconnect): stop the cell, and
-            # hold the next execute back until it has stopped
-            self._start_draining(msg["header"]["msg_id"])
-            outcome.status = "cancelled"
-            outcome.message = "cancelled by the client: the kernel was interrupted, its state is kept"
-            raise
-
-    def _start_draining(self, msg_id: str) -> None:
-        self._draining = asyncio.ensure_future(drain(self._link, msg_id, self._receive(msg_id)))
-        self._background.add(self._draining)
-        self._draining.add_done_callback(self._background.discard)
-
     # -------------------------------------------------------------- control
 
-    async def _interrupt_quietly(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.interrupt()
+    async def server_kernelspecs(self) -> dict[str, Any]:
+        """The kernelspecs of the Jupyter Server of a remote kernel (``GET /api/kernelspecs``: name -> model)."""
+        if self._api is None:
+            raise KernelSessionError("this kernel is not behind a Jupyter Server")
+        return dict((await self._api.request("GET", "api/kernelspecs")).json().get("kernelspecs") or {})
 
-    async def interrupt(self) -> None:
-        """Interrupt the running cell (SIGINT for our kernels, REST or ``interrupt_request`` otherwise)."""
-        if self.kind == "started":
-            await self._manager.interrupt_kernel()
-        elif self._api is not None and self.kernel_id is not None:
-            await self._api.interrupt(self.kernel_id)
-        else:
-            await self._request("control", "interrupt_request", {}, timeout=5)
-
-    async def restart(self, *, timeout: float = READY_TIMEOUT) -> None:
-        """Restart the kernel (a fresh process, all state lost) and wait until it is ready."""
+    async def restart(self, *, timeout: float = READY_TIMEOUT, kernel_name: str | None = None) -> None:
+        """Restart the kernel (a fresh process, all state lost) and wait until it is ready; with ``kernel_name``
+        (a kernel nbmcp started), the fresh process is of that kernelspec."""
+        if kernel_name is not None and kernel_name != self.kernel_name:
+            await self._switch(kernel_name, timeout)
+            return
         if self.kind == "attached":
             raise KernelSessionError(
                 f"kernel {self.kernel_id} is attached (not started by nbmcp): restart it from its owner"
             )
         self._subshell_id = None
+        self._end_requests_in_flight()
         if self.kind == "started":
             alive = await self._manager.is_alive()
             await self._manager.restart_kernel(now=not alive)
@@ -536,24 +333,39 @@ class KernelSession:
         self.execution_state = "starting"
         await self._wait_ready(timeout)
 
-    async def _get_subshell(self) -> str | None:
-        """The id of our inspection subshell, created on first use; None when unsupported."""
-        if not self.supports_subshells:
-            return None
-        async with self._subshell_lock:
-            if self._subshell_id is None:
-                try:
-                    reply = await self._request("control", "create_subshell_request", {}, timeout=5)
-                except (TimeoutError, KernelSessionError):
-                    return None
-                self._subshell_id = reply["content"].get("subshell_id")
-            return self._subshell_id
+    def _end_requests_in_flight(self) -> None:
+        """Requests in flight were the old process's: they end now as dead (their liveness checks would pass
+        on a new process, and a background execute without a timeout would wait, holding the lock, forever)."""
+        ending = {"header": {"msg_type": "status"}, "parent_header": {}, "content": {"execution_state": "restarting"}}
+        for waiting in list(self._waiters.values()):
+            waiting.put_nowait(("iopub", ending))
+
+    async def _switch(self, kernel_name: str, timeout: float) -> None:
+        """Replace a started kernel by a new one of the kernelspec ``kernel_name``."""
+        if self.kind != "started" or self._channels is None:
+            raise KernelSessionError("only a kernel nbmcp started can be replaced by another kernelspec")
+        self._end_requests_in_flight()
+        await self._channels.close()
+        self._channels = None
+        with contextlib.suppress(Exception):
+            await self._manager.shutdown_kernel(now=True)
+        self.kernel_name = kernel_name
+        self._subshell_id = None
+        self.kernel_info = {}
+        self._died = False
+        self.execution_state = "starting"
+        await self._launch()
+        await self.connect(timeout)
 
     async def shutdown(self) -> None:
         """Stop talking to the kernel; shut it down only if nbmcp started it."""
         if self._closed:
             return
         self._closed = True
+        draining = list(self._background)  # a cell whose caller went away, still read to its end: not any more
+        for future in draining:
+            future.cancel()
+        await asyncio.gather(*draining, return_exceptions=True)
         if self._channels is not None:
             await self._channels.close()
         try:

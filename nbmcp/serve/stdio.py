@@ -5,13 +5,14 @@ The SDK's ``stdio_server()`` reads stdin a whole line at a time: one 100 MB line
 is the same transport with our own stdin reader (``stdio_server(stdin=...)`` is public): it never holds
 more than ``limit`` bytes of one line, skips the rest of a longer line as it streams past, and answers an
 oversize or malformed line with a JSON-RPC error (``-32700`` parse error, ``-32600`` invalid request), so
-the client learns why and the server stays up. Stdout stays the SDK's, with its guard against stray writes.
+the client learns why and the server stays up. JSON nested more than about :data:`MAX_JSON_DEPTH` levels
+deep is a parse error too, found by pydantic-core's bounded parser: ``json.loads`` recurses and raised
+``RecursionError`` on a 2.4 KB line of brackets. Stdout stays the SDK's, with its guard against stray writes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,6 +20,7 @@ from typing import Any, BinaryIO
 
 import anyio
 import mcp_types as types
+import pydantic_core
 from mcp.server.stdio import stdio_server
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
 from mcp.shared.message import SessionMessage
@@ -29,6 +31,7 @@ MAX_MESSAGE_BYTES = DEFAULT_MAX_REQUEST_BODY_SIZE  # what the SDK's HTTP transpo
 _SKIP_CHUNK = 1 << 16  # how much of an oversize line is held at once while it is skipped
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
+MAX_JSON_DEPTH = 200  # pydantic-core's JSON parser (the SDK's) refuses deeper nesting
 
 Answer = Callable[[SessionMessage], Awaitable[None]]
 
@@ -84,10 +87,16 @@ class BoundedLines:
                 return b"", True
 
     async def _reject(self, line: str, exc: Exception) -> None:
+        # pydantic's parser, as the validation above: it stops at MAX_JSON_DEPTH levels with a ValueError, where
+        # json.loads recurses in C until Python's recursion limit (a 2.4 KB line of "[" killed the server)
         try:
-            message = json.loads(line)
-        except ValueError:
-            await self._reply_error(None, PARSE_ERROR, "Parse error: the line is not JSON")
+            message = pydantic_core.from_json(line)
+        except ValueError as error:
+            if "recursion limit" in str(error):
+                reason = f"JSON nested more than {MAX_JSON_DEPTH} levels deep"
+            else:
+                reason = "the line is not JSON"
+            await self._reply_error(None, PARSE_ERROR, f"Parse error: {reason}")
             return
         request_id = message.get("id") if isinstance(message, dict) else None
         if not isinstance(request_id, (str, int)) or isinstance(request_id, bool):

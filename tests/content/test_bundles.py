@@ -17,6 +17,18 @@ def test_markdown_preferred_over_html():
     assert only_text(conv) == "| a |\n|---|\n| 1 |"
 
 
+def test_markdown_entities_are_decoded_outside_code():
+    # IRkernel's data.frame markdown, as the kernel sends it
+    irkernel = (
+        "A data.frame: 2 \u00d7 2\n\n| <!--/--> | x &lt;int&gt; | y &lt;chr&gt; |\n|---|---|---|\n"
+        "| 1 | 1 | &lt;NA&gt; |\n"
+    )
+    conv = convert_mime_bundle({"text/markdown": irkernel + "\n`a &amp; b` and\n```\n&lt;kept&gt;\n```"})
+    text = only_text(conv)
+    assert "|  | x <int> | y <chr> |" in text and "| 1 | 1 | <NA> |" in text and "&lt;" not in text.split("`")[0]
+    assert "`a &amp; b`" in text and "```\n&lt;kept&gt;\n```" in text  # code shows entities as written
+
+
 def test_json_bundle():
     conv = convert_mime_bundle({"application/json": {"k": [1, 2]}, "text/plain": "{'k': [1, 2]}"})
     assert json.loads(only_text(conv)) == {"k": [1, 2]}

@@ -121,12 +121,15 @@ async def test_background_still_needs_approval(server: dict, kernel: KernelHandl
 
 
 async def test_the_2026_tasks_extension_runs_execute_as_a_task(server: dict, kernel: KernelHandle) -> None:
-    """A 2026 client with nbmcp's tasks client extension: execute becomes a task on the wire, resolved for it."""
+    """A 2026 client with nbmcp's tasks client extension: a fast execute answers inline (within the grace), one
+    that asked for background=true is a task on the wire, resolved for it."""
     from nbmcp.tasks import TASKS_EXTENSION, tasks_client_extension
 
     async with connect(server["url"], server["token"], extensions=[tasks_client_extension()]) as client:
         assert TASKS_EXTENSION in (client.server_capabilities.extensions or {})
-        result = await client.call_tool("execute", {"code": "print('via a task')\n40 + 2"})
-        raw = await client.session.call_tool("execute", {"code": "'raw'"}, allow_claimed=True)
+        result = await client.call_tool("execute", {"code": "print('via a task')\n40 + 2", "background": True})
+        raw = await client.session.call_tool("execute", {"code": "'raw'", "background": True}, allow_claimed=True)
+        fast = await client.session.call_tool("execute", {"code": "'fast'"}, allow_claimed=True)
     assert text_of(result) == "via a task\n42", text_of(result)
     assert raw.result_type == "task" and raw.task["status"] == "working"
+    assert fast.result_type in (None, "complete") and fast.content[0].text == "'fast'", fast

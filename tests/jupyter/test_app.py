@@ -524,8 +524,15 @@ async def test_execute_in_the_background_then_status_result_cancel(
 
         async with connect(js.url + "nbmcp/mcp", js.token, extensions=[tasks_client_extension()]) as client:
             raw = await client.session.call_tool(
-                "execute", {"code": "'as a task'", "notebook": "report.ipynb"}, allow_claimed=True
+                "execute", {"code": "'as a task'", "notebook": "report.ipynb", "background": True}, allow_claimed=True
             )
             assert raw.result_type == "task"
-            resolved = await client.call_tool("execute", {"code": "'resolved'", "notebook": "report.ipynb"})
+            resolved = await client.call_tool(
+                "execute", {"code": "'resolved'", "notebook": "report.ipynb", "background": True}
+            )
             assert text_of(resolved).startswith("'resolved'"), text_of(resolved)
+            # without background=true, a call that finishes within the grace (nbmcp.tasks.TASK_GRACE) is inline
+            inline = await client.session.call_tool(
+                "execute", {"code": "'inline'", "notebook": "report.ipynb"}, allow_claimed=True
+            )
+            assert inline.result_type in (None, "complete") and inline.content[0].text.startswith("'inline'")

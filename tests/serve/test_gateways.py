@@ -1,6 +1,10 @@
 """`nbmcp serve --server-url` against real kernel gateways: Jupyter Kernel Gateway (in this venv) and
-Enterprise Gateway (which pins an old jupyter_client/jupyter_server: it runs from its own venv, created once
-under ~/.cache and reused, with ipykernel 6, whose kernels have no subshells)."""
+Enterprise Gateway (which pins an old jupyter_client/jupyter_server: it runs from its own venv, with ipykernel 6,
+whose kernels have no subshells).
+
+The Enterprise Gateway tests write outside the repository: the first run creates that venv at
+``~/.cache/nbmcp-eg-venv`` (``$NBMCP_EG_VENV`` to put it elsewhere), installing its packages from PyPI, and later
+runs reuse it. Delete the folder to reclaim the space; the tests skip, saying why, where it cannot be created."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -186,12 +191,15 @@ def eg_venv() -> Path:
     script = EG_VENV / "bin" / "jupyter-enterprisegateway"
     if script.exists():
         return EG_VENV
+    where = f"at {EG_VENV} ($NBMCP_EG_VENV sets where; delete it to reclaim the space)"
     try:
         subprocess.run([sys.executable, "-m", "venv", str(EG_VENV)], check=True, timeout=300)
         pip = [str(EG_VENV / "bin" / "python"), "-m", "pip", "install", "-q", *EG_REQUIREMENTS]
         subprocess.run(pip, check=True, timeout=600)
     except (subprocess.SubprocessError, OSError) as exc:
-        pytest.skip(f"could not create Enterprise Gateway's venv at {EG_VENV} (no network?): {exc}")
+        pytest.skip(f"could not create Enterprise Gateway's own venv {where} (no network?): {exc}")
+    # outside the repository, kept for the next run: say so where a test run reports what it did
+    warnings.warn(f"created Enterprise Gateway's own venv {where}", stacklevel=1)
     return EG_VENV
 
 

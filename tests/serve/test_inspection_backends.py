@@ -66,7 +66,7 @@ async def test_read_rows_pages_each_backend_at_an_offset(client: Any) -> None:
         data = result.structured_content
         assert data["rows"] == [{"id": 100_000, "tag": "b"}, {"id": 100_001, "tag": "c"}], name
         assert data["total_rows"] == ROWS and data["count_capped"] is False  # under the default cap: exact
-        assert f"rows 100000-100001 of {ROWS}" in text_of(result)
+        assert f"rows 100,000-100,001 of {ROWS:,}" in text_of(result)  # one number format throughout
         bad = await client.call_tool("read_rows", {"name": name, "columns": ["nope"]})
         assert bad.is_error and "valid columns: ['id', 'tag']" in text_of(bad)
 

@@ -60,7 +60,7 @@ async def test_a_sessionless_request_on_the_bare_url_is_refused_with_the_way_out
         result = await client.call_tool("execute", {"code": "1 + 1"})
     assert result.is_error
     text = result.content[0].text
-    assert f"{server.url}/k/NAME" in text and "--shared" in text
+    assert f"{server.url.removesuffix('/mcp')}/k/NAME/mcp" in text and "--shared" in text
     headers = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json, text/event-stream"}
     bad = httpx.post(f"{server.url}/k/no%20spaces", json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers=headers)
     assert bad.status_code == 404 and "kernel name" in bad.text

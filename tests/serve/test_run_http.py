@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -28,6 +30,7 @@ class ServeProcess:
     def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None) -> None:
         env = {**os.environ, "NBMCP_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.connection_file: Path | None = None
+        self.printed_url = ""
         cmd = [sys.executable, "-m", "nbmcp.cli", "serve", "--transport", "http", "--no-record", *args]
         self.proc = subprocess.Popen(cmd, cwd=tmp, env=env, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
         self.url = self._wait_url()
@@ -45,11 +48,13 @@ class ServeProcess:
                 break
             seen.append(line)
             if line.startswith("nbmcp serve: http"):
-                url = line.split(": ", 1)[1].strip()
+                # the URL printed first: per client, one that names a kernel of its own (.../k/NAME/mcp)
+                self.printed_url = line.split(": ", 1)[1].strip()
                 token_line = self.proc.stderr.readline()  # "  bearer token: abcd… (full token in PATH)"
                 if "full token in " in token_line:
                     self.connection_file = Path(token_line.split("full token in ", 1)[1].rstrip().rstrip(")"))
-                return url
+                named = re.fullmatch(r"(http://[^/]+)/k/[^/]+/mcp", self.printed_url)
+                return f"{named[1]}/mcp" if named else self.printed_url  # the bare endpoint
         self.proc.kill()
         raise AssertionError(f"server did not start: {''.join(seen)}")
 
@@ -218,3 +223,51 @@ async def test_list_hides_the_token_and_bridge_forwards(server: ServeProcess, tm
         assert messages  # progress relayed through the bridge
         templates = await bridged.list_resource_templates()
         assert any("nbmcp://outputs/" in t.uri_template for t in templates.resource_templates)
+
+
+def pid_of(client: Any) -> int:
+    return int(client.call_tool("execute", {"code": "import os\nos.getpid()"}).content[0].text)
+
+
+@pytest.mark.timeout(120)
+def test_the_printed_url_works_with_every_clients_defaults(server: ServeProcess) -> None:
+    import nbmcp  # the README's form: `import nbmcp`, then nbmcp.client.session
+
+    printed = server.printed_url
+    base = server.url.removesuffix("/mcp")
+    assert re.fullmatch(rf"{re.escape(base)}/k/[0-9a-f]{{8}}/mcp", printed), printed
+    assert server.connection_file is not None  # it names both: the bare endpoint and the URL printed first
+    saved = json.loads(server.connection_file.read_text())
+    assert (saved["url"], saved["client_url"]) == (server.url, printed)
+    with nbmcp.client.session(printed, TOKEN) as own:  # nbmcp's own client: the sessionless 2026 era
+        assert not own.call_tool("execute", {"code": "marker = 'printed'"}).is_error
+        pid = pid_of(own)
+    with nbmcp.client.session(printed, TOKEN, mode="legacy") as handshake:  # the SDK's handshake era
+        assert handshake.call_tool("execute", {"code": "marker"}).content[0].text == "'printed'"
+        assert pid_of(handshake) == pid
+    # what fast-agent makes of a URL that does not end in /mcp: the same kernel as the URL it came from
+    name = printed.split("/k/", 1)[1].removesuffix("/mcp")
+    for alias in (f"{server.url}/k/{name}", f"{server.url}/k/{name}/mcp", f"{printed}/"):
+        with nbmcp.client.session(alias, TOKEN) as client:
+            assert pid_of(client) == pid, alias
+    headers = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json, text/event-stream"}
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    missing = httpx.post(f"{base}/k/{name}/mcp/mcp", json=ping, headers=headers)
+    assert missing.status_code == 404 and "/k/NAME/mcp" in missing.text
+
+
+@pytest.mark.timeout(120)
+def test_sessionless_clients_given_different_names_do_not_share_a_kernel(server: ServeProcess) -> None:
+    import nbmcp.client
+
+    base = server.url.removesuffix("/mcp")
+    with (
+        nbmcp.client.session(f"{base}/k/one/mcp", TOKEN) as one,
+        nbmcp.client.session(f"{base}/k/two/mcp", TOKEN) as two,
+    ):
+        one.call_tool("execute", {"code": "mine = 1"})
+        assert two.call_tool("execute", {"code": "'mine' in globals()"}).content[0].text == "False"
+        assert pid_of(one) != pid_of(two)
+    with nbmcp.client.session(server.url, TOKEN) as bare:  # the bare endpoint tells no sessionless client apart
+        refused = bare.call_tool("execute", {"code": "1"})
+    assert refused.is_error and f"{base}/k/NAME/mcp" in refused.content[0].text

@@ -118,3 +118,35 @@ def test_garbage_and_non_jsonrpc_lines_are_answered(server: RawStdioServer) -> N
     # a message just under the limit is still served
     code = "len('" + "y" * (MAX_MESSAGE_BYTES - 4096) + "')"
     assert call(server, 8, code)["result"]["content"][0]["text"] == str(MAX_MESSAGE_BYTES - 4096)
+
+
+DEEP_LINE = b"[" * 1200 + b"]" * 1200 + b"\n"  # 2.4 KB; json.loads raises RecursionError on it
+
+
+def check_deep_lines_are_parse_errors(proc: RawStdioServer) -> None:
+    """Initialize, deeply nested lines before its answer, then tools/list: each deep line gets -32700, the
+    initialize and tools/list get their answers, and the process lives on."""
+    init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}
+    proc.request({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init})
+    proc.send(DEEP_LINE)
+    nested = {"jsonrpc": "2.0", "id": 5, "method": "ping", "params": {"x": "@"}}  # valid JSON-RPC, 240 levels
+    proc.send(json.dumps(nested).replace('"@"', "[" * 240 + "]" * 240).encode() + b"\n")
+    assert "result" in proc.reply(lambda r: r.get("id") == 0)
+    proc.request({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    proc.request({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    for _ in range(2):
+        error = proc.reply(lambda r: "error" in r)
+        assert error["error"]["code"] == -32700 and error["id"] is None, error
+        assert "nested more than 200 levels" in error["error"]["message"]
+    assert proc.reply(lambda r: r.get("id") == 1)["result"]["tools"]
+    assert proc.proc.poll() is None
+
+
+@pytest.mark.timeout(60)
+def test_deeply_nested_json_is_a_parse_error_and_serve_lives_on(tmp_path: Path) -> None:
+    proc = RawStdioServer(tmp_path)
+    try:
+        check_deep_lines_are_parse_errors(proc)
+    finally:
+        proc.close()
+    assert proc.proc.returncode == 0

@@ -135,24 +135,31 @@ async def test_a_failing_background_cell_is_a_failed_task(served: dict) -> None:
 
 
 async def test_the_2026_tasks_extension_resolves_execute_through_tasks(tmp_path: Path) -> None:
-    """A client advertising the tasks extension gets `execute` as a task on the wire (resultType "task"), which its
-    extension polls with tasks/get and fetches with tasks/result: call_tool still returns the cell's result."""
+    """A client advertising the tasks extension gets a call that outlasts the grace ($NBMCP_TASK_GRACE) as a task on
+    the wire (resultType "task"), which its extension polls with tasks/get and fetches with tasks/result: call_tool
+    still returns the cell's result. A call that finishes within the grace answers inline; background=true asked
+    by the client is a task at once."""
     from nbmcp.tasks import TASKS_EXTENSION, tasks_client_extension
 
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "nbmcp.cli", "serve", "--notebook", str(tmp_path / "s.ipynb")],
         cwd=str(tmp_path),
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "NBMCP_TASK_GRACE": "3"},
     )
     async with Client(params, mode="auto", extensions=[tasks_client_extension()]) as client:
-        result = await client.call_tool("execute", {"code": "print('in a task')\n6 * 7"})
+        result = await client.call_tool("execute", {"code": "import time\nprint('in a task')\ntime.sleep(4)\n6 * 7"})
         assert not result.is_error, text_of(result)
         assert [b.text for b in result.content if isinstance(b, TextContent)][:2] == ["in a task\n", "42"]
-        # The same call on the wire, without transparent resolution: a task, readable with the plain pair too.
-        raw = await client.session.call_tool("execute", {"code": "'raw'"}, allow_claimed=True)
+        # The same on the wire, without transparent resolution: a slow call is a task, readable with the plain pair.
+        raw = await client.session.call_tool("execute", {"code": "time.sleep(4)\n'raw'"}, allow_claimed=True)
         assert raw.result_type == "task" and raw.task["status"] == "working" and raw.task["pollInterval"] > 0
         plain = await client.call_tool("task_result", {"task_id": raw.task["taskId"], "wait": 30})
         assert text_of(plain).startswith("'raw'"), text_of(plain)
+        # A fast call answers inline (no task left behind); background=true is a task however fast.
+        fast = await client.session.call_tool("execute", {"code": "'fast'"}, allow_claimed=True)
+        assert fast.result_type in (None, "complete") and fast.content[0].text == "'fast'", fast
+        asked = await client.session.call_tool("execute", {"code": "'asked'", "background": True}, allow_claimed=True)
+        assert asked.result_type == "task", asked
         assert client.server_capabilities.extensions[TASKS_EXTENSION] == {"tools": ["execute"]}
     # (A client without the extension gets plain results: the tests above, in the same era.)

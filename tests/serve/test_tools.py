@@ -76,6 +76,7 @@ async def test_tools_listed(client: Client) -> None:
     assert names == {
         "execute", "interrupt", "restart", "list_variables", "inspect_variable", "read_rows", "query",
         "notebook_read", "notebook_edit", "notebook_run", "task_status", "task_result", "task_cancel",
+        "list_kernelspecs",
     }  # fmt: skip
 
 
@@ -85,7 +86,7 @@ async def test_execute_result_says_status_count_and_kernel(client: Client) -> No
     assert result.content[0].text == "2"
     sc = result.structured_content
     assert sc["status"] == "ok" and isinstance(sc["execution_count"], int) and sc["truncated"] is False
-    assert sc["outputs"] == [{"type": "execute_result", "mime_types": ["text/plain"]}]
+    assert sc["outputs"] == [{"type": "execute_result", "mime_types": ["text/plain"], "text": "2"}]
     assert sc["kernel"]["mode"] == "started" and pid_alive(sc["kernel"]["pid"])
     assert sc["kernel"]["id"][:8] in result.content[-1].text  # the status line names the kernel
 
