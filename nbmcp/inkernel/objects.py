@@ -420,7 +420,7 @@ def _page(
     if big:  # a client reads the strings as text otherwise
         info.update(big_integers_as_strings=big, note=big_integers_note(big))
     if records:
-        header = f"Rows {offset} to {offset + len(records) - 1} of {count.text()} in {name!r}"
+        header = f"Rows {offset:,} to {offset + len(records) - 1:,} of {count.text()} in {name!r}"
         header += f"\nnote: {info['note']}" if big else ""
         return header + "\n\n" + frames.markdown_table(records, names), info
     return f"No rows at offset {offset}: {name!r} has {count.text()} rows", info

@@ -143,3 +143,10 @@ async def test_read_rows_names_the_columns_whose_big_integers_are_strings(server
         assert "integers beyond ±2**53 in id are given as strings" in text_of(rows)
         plain = await client.call_tool("read_rows", {"name": "sales", "limit": 2})
         assert "big_integers_as_strings" not in plain.structured_content
+
+
+async def test_a_deep_page_says_where_it_is_in_one_number_format(server: dict, kernel: KernelHandle) -> None:
+    kernel.run('long = pd.DataFrame({"n": range(2_000_000)})\nnbmcp.expose(variable="long")').raise_for_error()
+    async with connect(server["url"], server["token"]) as client:
+        rows = await client.call_tool("read_rows", {"name": "long", "offset": 1_999_990, "limit": 5})
+        assert "Rows 1,999,990 to 1,999,994 of 2,000,000 in 'long'" in text_of(rows)
