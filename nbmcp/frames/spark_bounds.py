@@ -55,17 +55,13 @@ class _Cut:
     worst: int  # bytes of the cut value at most (about)
 
 
+def _size(n: float) -> str:
+    return _sibling("sql_bounds").human_size(n)
+
+
 def _elements(budget: int) -> tuple[int, int]:
     """How many elements of a list are kept, and each one's budget (sql_bounds' shares)."""
     return max(1, budget // 64), max(64, budget // 16)
-
-
-def _size(n: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return ""  # pragma: no cover
 
 
 def _cut(col: Any, kind: Any, budget: int) -> _Cut:

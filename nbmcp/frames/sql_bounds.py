@@ -35,6 +35,7 @@ __all__ = [
     "cut_notes",
     "fetch",
     "guard_macros",
+    "human_size",
     "out_of_memory",
     "qualified_function",
     "records",
@@ -99,7 +100,8 @@ def remove_spill_directory(con: Any) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _size(n: float) -> str:
+def human_size(n: float) -> str:
+    """``n`` bytes as a person reads them (1.5 MiB)."""
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
@@ -170,25 +172,25 @@ def guard_macros() -> list[str]:
             f"(a, b, s) AS system.main.{f}(a, CASE WHEN greatest({b} - {a}, {a} - {b}) > greatest(s, s * -1) * {n}.0 "
             f"THEN {refuse} ELSE b END, s)"
         )
-    refuse = f"error({_refusal('repeat', _size(text))})"
+    refuse = f"error({_refusal('repeat', human_size(text))})"
     statements.append(
         "CREATE MACRO repeat(s, k) AS system.main.repeat(s, "
         f"CASE WHEN strlen(CAST(s AS VARCHAR)) * greatest(k, 0) > {text} THEN {refuse} ELSE k END)"
     )
     for f in ("lpad", "rpad"):
-        refuse = f"error({_refusal(f, _size(text))})"
+        refuse = f"error({_refusal(f, human_size(text))})"
         statements.append(
             f"CREATE MACRO {f}(s, k, p) AS system.main.{f}(s, CASE WHEN k > {text} THEN {refuse} ELSE k END, p)"
         )
     # replace(): the occurrences of f (counted by removing them) times what each adds.
-    refuse = f"error({_refusal('replace', _size(text))})"
+    refuse = f"error({_refusal('replace', human_size(text))})"
     grown = "(strlen(s) - strlen(system.main.replace(s, f, ''))) // greatest(strlen(f), 1) * (strlen(t) - strlen(f))"
     statements.append(
         f"CREATE MACRO replace(s, f, t) AS system.main.replace(s, f, "
         f"CASE WHEN strlen(s) + greatest({grown}, 0) > {text} THEN {refuse} ELSE t END)"
     )
     # regexp_replace(): at most a match per character, each replaced by r (a backreference repeats a match).
-    refuse = f"error({_refusal('regexp_replace', _size(text))})"
+    refuse = f"error({_refusal('regexp_replace', human_size(text))})"
     r = f"CASE WHEN (strlen(s) + 1) * greatest(strlen(r), 1) > {text} THEN {refuse} ELSE r END"
     statements.append(
         f"CREATE MACRO regexp_replace(s, p, r) AS system.main.regexp_replace(s, p, {r}), "
@@ -196,7 +198,7 @@ def guard_macros() -> list[str]:
     )
     # printf() and format(): widths are numbers in the format string; their sum bounds the padding.
     for f in ("printf", "format"):
-        refuse = f"error({_refusal(f, _size(text))})"
+        refuse = f"error({_refusal(f, human_size(text))})"
         widths = "list_sum(list_transform(regexp_extract_all(fmt, '[0-9]+'), lambda w: w::DOUBLE))"
         checked = f"CASE WHEN coalesce({widths}, 0) > {text} THEN {refuse} ELSE fmt END"
         overloads = [", ".join(["fmt", *(f"a{i}" for i in range(k))]) for k in range(_FORMAT_ARGUMENTS + 1)]
@@ -205,7 +207,7 @@ def guard_macros() -> list[str]:
             + ", ".join(f"({o}) AS system.main.{f}({o.replace('fmt', checked, 1)})" for o in overloads)
         )
     # concat_ws(): a separator between each two values (a 60 MB one between ten: 1.3 GB outside the memory limit)
-    refuse = f"error({_refusal('concat_ws', _size(text))})"
+    refuse = f"error({_refusal('concat_ws', human_size(text))})"
     overloads = []
     for k in range(1, _FORMAT_ARGUMENTS + 1):
         values = [f"a{i}" for i in range(k)]
@@ -214,7 +216,7 @@ def guard_macros() -> list[str]:
         overloads.append(f"(sep, {', '.join(values)}) AS system.main.concat_ws({checked}, {', '.join(values)})")
     statements.append("CREATE MACRO concat_ws" + ", ".join(overloads))
     # array_to_string(): the sum of its elements as text, and a separator between each two.
-    refuse = f"error({_refusal('array_to_string', _size(text))})"
+    refuse = f"error({_refusal('array_to_string', human_size(text))})"
     joined = "list_sum(list_transform(l, lambda x: strlen(CAST(x AS VARCHAR)) + strlen(sep)))"
     statements.append(  # (its separator must be a constant: the check goes in the list)
         f"CREATE MACRO array_to_string(l, sep) AS system.main.array_to_string("
@@ -222,7 +224,7 @@ def guard_macros() -> list[str]:
     )
     # a || b: a chain of them built each step outside the memory limit (10 x 60 MB: 2.2 GB under a 300 MB limit);
     # concat() is counted. A macro named || shadows the operator (for text, blobs and lists alike).
-    refuse = f"error({_refusal('||', _size(text))})"
+    refuse = f"error({_refusal('||', human_size(text))})"
     both = "strlen(CAST(a AS VARCHAR)) + strlen(CAST(b AS VARCHAR))"
     statements.append(
         f'CREATE MACRO "||"(a, b) AS system.main."||"(CASE WHEN {both} > {text} THEN {refuse} ELSE a END, b)'
@@ -386,8 +388,8 @@ def fetch(con: Any, relation: Any, rows: int, value_bytes: int, max_bytes: int, 
             if refuse:
                 rows_read = sum(b.num_rows for b in kept) + batch.num_rows
                 raise TooLarge(
-                    f"the result's first {rows_read:,} rows take more than {_size(max_bytes)} even with "
-                    f"long values cut to about {_size(value_bytes)}: select fewer columns, or fewer rows (limit)"
+                    f"the result's first {rows_read:,} rows take more than {human_size(max_bytes)} even with "
+                    f"long values cut to about {human_size(value_bytes)}: select fewer columns, or fewer rows (limit)"
                 )
             over = True
             break
