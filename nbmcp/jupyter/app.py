@@ -77,14 +77,20 @@ class NbMCPServerExtension(ExtensionApp):
             well_known = r"/nbmcp/\.well-known/oauth-protected-resource"
             self.handlers.append((well_known, ProtectedResourceMetadataHandler, {"resource": self.oauth}))
 
-    def refusal(self, path: str, sent_credentials: bool) -> str:
-        """Why an unauthenticated request to ``path`` was refused, and what to send instead."""
+    def refusal(self, path: str, sent_credentials: bool, origin: str = "") -> str:
+        """Why an unauthenticated request to ``path`` was refused, and what to send instead; ``origin``: the
+        scheme and host the request came to (the Hub's public origin, as the person's client sees it)."""
         hub_user = os.environ.get("JUPYTERHUB_USER")  # set by JupyterHub in single-user servers
         if hub_user:
+            # the Hub's pages as people open them: the Hub says so when its public_url is set, else the origin
+            # this request came to (the proxy keeps the Host header; the single-user server trusts X-Forwarded-Proto)
+            hub_pages = os.environ.get("JUPYTERHUB_PUBLIC_HUB_URL") or (
+                f"{origin}{os.environ.get('JUPYTERHUB_BASE_URL', '/')}hub/"
+            )
             needs = (
                 f"{path} is {hub_user}'s JupyterHub server: it needs a JupyterHub API token of {hub_user} (or of a "
                 f"user or service allowed to access it) with the scope access:servers!user={hub_user}, sent as "
-                f"'Authorization: Bearer <token>'. Create one at {os.environ.get('JUPYTERHUB_BASE_URL', '/')}hub/token"
+                f"'Authorization: Bearer <token>'. Create one at {hub_pages.rstrip('/')}/token"
             )
             if self.oauth is not None:
                 needs += f"; or sign in with OAuth at {self.oauth.issuer} (MCP clients find it from this answer)"

@@ -31,11 +31,18 @@ from .hub.resource import TokenRefused
 from .hub.scopes import EXECUTE, READ
 from .upstream import UpstreamResponse
 
-__all__ = ["ForwardingHandler", "KernelMCPHandler", "ServerMCPHandler", "UpstreamError"]
+__all__ = [
+    "DROP_REQUEST_HEADERS",
+    "DROP_RESPONSE_HEADERS",
+    "ForwardingHandler",
+    "KernelMCPHandler",
+    "ServerMCPHandler",
+    "UpstreamError",
+]
 
 # Not passed upstream: hop-by-hop headers, Jupyter's credentials (replaced by the upstream's token), the
 # browser's Origin/Referer (Jupyter checked them; the upstream only sees this server as its client).
-_DROP_REQUEST = {
+DROP_REQUEST_HEADERS = {
     "host",
     "authorization",
     "cookie",
@@ -53,7 +60,7 @@ _DROP_REQUEST = {
     "x-forwarded-host",
     "x-forwarded-proto",
 }
-_DROP_RESPONSE = {
+DROP_RESPONSE_HEADERS = {
     "connection",
     "keep-alive",
     "transfer-encoding",
@@ -185,7 +192,8 @@ class ForwardingHandler(APIHandler):
             refuse(self, self.nbmcp.oauth, self.oauth_grant)
             return
         if status_code == 403 and not getattr(self, "_jupyter_current_user", None):
-            message = self.nbmcp.refusal(self.request.path, "authorization" in self.request.headers)
+            origin = f"{self.request.protocol}://{self.request.host}"
+            message = self.nbmcp.refusal(self.request.path, "authorization" in self.request.headers, origin)
             if self.nbmcp.oauth is not None:  # RFC 6750: 401 with the challenge OAuth clients discover from
                 sent = "authorization" in self.request.headers
                 error = TokenRefused(message) if sent else None
@@ -205,7 +213,7 @@ class ForwardingHandler(APIHandler):
         except UpstreamError as exc:
             self._fail(exc.status, str(exc), **exc.details)
             return
-        headers = [(k, v) for k, v in self.request.headers.get_all() if k.lower() not in _DROP_REQUEST]
+        headers = [(k, v) for k, v in self.request.headers.get_all() if k.lower() not in DROP_REQUEST_HEADERS]
         headers.append(("Authorization", f"Bearer {token}"))
         try:
             response = await self.nbmcp.upstreams.request(self.request.method or "GET", url, headers, bytes(self._body))
@@ -222,7 +230,7 @@ class ForwardingHandler(APIHandler):
             self.set_status(response.status_code)
             self.clear_header("Content-Type")
             for name, value in response.headers:
-                if name.lower() not in _DROP_RESPONSE:
+                if name.lower() not in DROP_RESPONSE_HEADERS:
                     self.add_header(name, value)
             if content_type.startswith("text/event-stream"):
                 self.set_header("Cache-Control", "no-cache, no-transform")

@@ -109,7 +109,8 @@ class UpstreamPool:
     async def request(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes) -> UpstreamResponse:
         """Send a request and read the response head. Raises OSError when the upstream is not answering."""
         parts = urlsplit(url)
-        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        secure = parts.scheme == "https"  # the Hub service's one URL may reach the Hub's proxy over TLS
+        host, port = parts.hostname or "127.0.0.1", parts.port or (443 if secure else 80)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         shown_host = f"[{host}]" if ":" in host else host
         request_headers = [("Host", f"{shown_host}:{port}"), *headers, ("Content-Length", str(len(body)))]
@@ -119,7 +120,9 @@ class UpstreamPool:
             connection = self._take(key) if attempt == 0 else None
             fresh = connection is None
             if connection is None:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), self._connect_timeout)
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(host, port, ssl=secure or None), self._connect_timeout
+                )
                 connection = _Connection(reader, writer)
             try:
                 data = connection.h11.send(h11.Request(method=method, target=target, headers=request_headers))

@@ -24,15 +24,19 @@ def hub_config(
     state_dir: str = "/srv/jupyterhub/nbmcp-oauth",
     python: str = sys.executable,
     access_ttl: int = 600,
+    proxy_url: str | None = None,
 ) -> str:
-    """The config lines for a Hub people open at ``public_url``; the service listens on 127.0.0.1:``port``."""
+    """The config lines for a Hub people open at ``public_url``; the service listens on 127.0.0.1:``port`` and
+    reaches the Hub's proxy at ``proxy_url`` (default ``public_url``) to forward the one URL."""
     parts = urlsplit(public_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"--public-url {public_url!r}: expected the Hub's URL, e.g. https://hub.example.org/")
     public = public_url.rstrip("/") + "/"
     internal = f"http://127.0.0.1:{port}"
+    proxy = (proxy_url or public).rstrip("/") + "/"
     return f'''\
-# nbmcp: assistants connect by URL ({public}user/<name>/nbmcp/mcp) and sign in with the Hub (OAuth 2.1)
+# nbmcp: assistants connect by URL and sign in with the Hub (OAuth 2.1): everyone at {public}services/{SERVICE}/mcp,
+# or one person at {public}user/<name>/nbmcp/mcp
 c.JupyterHub.services.append(
     {{
         "name": "{SERVICE}",
@@ -43,9 +47,12 @@ c.JupyterHub.services.append(
             "NBMCP_HUB_PUBLIC_URL": "{public}",
             "NBMCP_OAUTH_STATE_DIR": {state_dir!r},
             "NBMCP_OAUTH_ACCESS_TTL": "{access_ttl}",
+            "NBMCP_HUB_PROXY_URL": "{proxy}",  # where the service forwards {public}services/{SERVICE}/mcp
         }},
     }}
 )
+# the service asks the Hub whose server runs (to say "alice's server is not running" rather than forward)
+c.JupyterHub.load_roles.append({{"name": "{SERVICE}-service", "scopes": ["read:servers"], "services": ["{SERVICE}"]}})
 # every user may sign in to the service (if you already define the "user" role, add this scope to it)
 c.JupyterHub.load_roles.append({{"name": "user", "scopes": ["self", "access:services!service={SERVICE}"]}})
 c.Spawner.environment.update(
@@ -62,10 +69,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--public-url", required=True, help="the Hub's URL as people open it")
     parser.add_argument("--port", type=int, default=10101, help="loopback port of the service (default 10101)")
     parser.add_argument(
+        "--proxy-url",
+        help="the Hub's proxy as the service reaches it, when not at --public-url (e.g. http://127.0.0.1:8000/ "
+        "behind a TLS-terminating front end)",
+    )
+    parser.add_argument(
         "--state-dir", default="/srv/jupyterhub/nbmcp-oauth", help="where the service keeps its signing key"
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    print(hub_config(args.public_url, port=args.port, state_dir=str(Path(args.state_dir))))
+    print(hub_config(args.public_url, port=args.port, state_dir=str(Path(args.state_dir)), proxy_url=args.proxy_url))
     return 0

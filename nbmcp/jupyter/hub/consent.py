@@ -73,7 +73,9 @@ class ConsentPages:
         if user is None:
             return self.sign_in(_path_and_query(request))
         wanted = pending.params.resource
-        if wanted is not None and self.grants.resource_user(wanted) != user:
+        # the one URL (``route``) opens whoever signs in's own server: any user may be asked
+        one_url = wanted is not None and wanted.rstrip("/") == self.grants.one_url
+        if wanted is not None and not one_url and self.grants.resource_user(wanted) != user:
             self.grants.pending.pop(request_id, None)
             owner = self.grants.resource_user(wanted)
             return page(
@@ -108,7 +110,10 @@ class ConsentPages:
             + "</li>"
             for s in scopes
         )
-        server = html.escape(self.grants.resource_of(user) + "/mcp")
+        server = self.grants.resource_of(user) + "/mcp"
+        if pending.params.resource is not None and pending.params.resource.rstrip("/") == self.grants.one_url:
+            server = f"{server}, through {self.grants.one_url}"
+        server = html.escape(server)
         return (
             f"<p>Signed in as <b>{html.escape(user)}</b>.</p>"
             f"<p><b>{name}</b> asks to use <b>your</b> Jupyter server (<code>{server}</code>). Untick what it "

@@ -87,6 +87,17 @@ class Grants:
         """The resource (RFC 8707) that is ``user``'s nbmcp endpoints: the audience of their tokens."""
         return f"{self.hub_url}user/{user}/nbmcp"
 
+    @property
+    def one_url(self) -> str:
+        """The resource that is the whole Hub's one URL (``route``): a token for it opens its subject's server."""
+        return f"{self.issuer}/mcp"
+
+    def grant_resource(self, requested: str | None, user: str) -> str:
+        """The audience of the tokens of ``user``'s grant: the one URL when asked for, else their server."""
+        return (
+            self.one_url if requested is not None and requested.rstrip("/") == self.one_url else self.resource_of(user)
+        )
+
     def resource_user(self, resource: str) -> str | None:
         """Whose nbmcp endpoints ``resource`` names (it or a path below it), or None if it names none."""
         hub = urlsplit(self.hub_url)
@@ -111,10 +122,12 @@ class Grants:
 
     # ------------------------------------------------------------------ authorize
     async def authorize(self, client: OAuthClientInformationFull, params: AuthorizationParams) -> str:
-        if params.resource is not None and self.resource_user(params.resource) is None:
+        requested = params.resource
+        if requested is not None and self.resource_user(requested) is None and requested.rstrip("/") != self.one_url:
             raise AuthorizeError(
                 "invalid_target",
-                f"resource {params.resource!r} is not nbmcp on this Hub: expected {self.hub_url}user/<name>/nbmcp",
+                f"resource {requested!r} is not nbmcp on this Hub: expected {self.one_url} or "
+                f"{self.hub_url}user/<name>/nbmcp",
             )
         unknown = set(params.scopes or []) - set(SCOPES)
         if unknown:
@@ -127,7 +140,7 @@ class Grants:
     def approve(self, pending: Pending, user: str, scopes: list[str]) -> str:
         """The person allowed ``scopes``: a one-time code, and where to send the browser with it."""
         params = pending.params
-        resource = self.resource_of(user)
+        resource = self.grant_resource(params.resource, user)
         grant_id = secrets.token_urlsafe(16)
         client_id = pending.client.client_id or ""
         self.grants[grant_id] = Grant(

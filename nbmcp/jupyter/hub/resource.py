@@ -78,6 +78,8 @@ class OAuthResource:
         self.resource = f"{origin.scheme}://{origin.netloc}{base_url}nbmcp"
         self.metadata_path = f"{base_url}nbmcp/.well-known/oauth-protected-resource"
         self.metadata_url = f"{origin.scheme}://{origin.netloc}{self.metadata_path}"
+        # the Hub's one URL forwards the person's own token here (``route``): its audience, for its subject only
+        self.one_url = f"{self.issuer}/mcp"
         self._keys: dict[str, Any] = {}
         self._revoked: frozenset[str] = frozenset()
         self._fetched = 0.0
@@ -159,7 +161,7 @@ class OAuthResource:
                 token,
                 key,
                 algorithms=[ALGORITHM],
-                audience=self.resource,
+                audience=[self.resource, self.one_url],
                 issuer=self.issuer,
                 options={"require": ["exp", "iat", "aud", "iss", "sub"]},
                 leeway=LEEWAY,

@@ -4,7 +4,8 @@ under the service's prefix (``/services/nbmcp/``), served by uvicorn where the H
 Configured by the environment the Hub gives a managed service (``JUPYTERHUB_SERVICE_PREFIX``,
 ``JUPYTERHUB_SERVICE_URL``, the OAuth client variables) and by ``nbmcp hub-config``'s lines:
 ``NBMCP_HUB_PUBLIC_URL`` (the Hub's URL as browsers and assistants see it), ``NBMCP_OAUTH_STATE_DIR``,
-``NBMCP_OAUTH_ACCESS_TTL`` and ``NBMCP_OAUTH_REFRESH_TTL`` (seconds).
+``NBMCP_OAUTH_ACCESS_TTL`` and ``NBMCP_OAUTH_REFRESH_TTL`` (seconds), ``NBMCP_HUB_PROXY_URL`` (the Hub's proxy
+as the service reaches it, for the one URL ``/services/nbmcp/mcp``; default the public URL).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from starlette.routing import Mount, Route
 from .consent import ConsentPages
 from .grants import Grants
 from .manage import GrantsPage
+from .route import OneURL
 from .scopes import READ, SCOPES
 from .tokens import SigningKey
 
@@ -43,9 +45,11 @@ def build_app(
     state_dir: Path,
     access_ttl: int = 600,
     refresh_ttl: int = 30 * 86400,
+    proxy_url: str | None = None,
 ) -> tuple[Starlette, Grants]:
     """The service's ASGI app for a Hub at public ``hub_url`` (ends with "/"), mounted at ``prefix``;
-    ``hub_auth`` signs people in through the Hub."""
+    ``hub_auth`` signs people in through the Hub (and its API token reads whose servers run);
+    ``proxy_url``: where the service reaches the Hub's proxy to forward the one URL (default ``hub_url``)."""
     issuer = hub_url.rstrip("/") + prefix.rstrip("/")
     grants = Grants(
         SigningKey(state_dir), issuer=issuer, hub_url=hub_url, access_ttl=access_ttl, refresh_ttl=refresh_ttl
@@ -66,6 +70,8 @@ def build_app(
     pages = ConsentPages(grants, hub_auth, prefix, secure=urlsplit(hub_url).scheme == "https")
     routes.extend(pages.routes())
     routes.extend(GrantsPage(grants, pages).routes())
+    one_url = OneURL(grants, api_url=hub_auth.api_url, api_token=hub_auth.api_token, proxy_url=proxy_url or hub_url)
+    routes.extend(one_url.routes())
     return Starlette(routes=[Mount(prefix.rstrip("/"), routes=routes)]), grants
 
 
@@ -96,6 +102,7 @@ def main() -> None:
         state_dir=state_dir,
         access_ttl=int(os.environ.get("NBMCP_OAUTH_ACCESS_TTL", "600")),
         refresh_ttl=int(os.environ.get("NBMCP_OAUTH_REFRESH_TTL", str(30 * 86400))),
+        proxy_url=os.environ.get("NBMCP_HUB_PROXY_URL") or None,
     )
     bind = urlsplit(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
     uvicorn.run(app, host=bind.hostname or "127.0.0.1", port=bind.port or 10101, log_level="info")

@@ -47,6 +47,10 @@ class SigningKey:
         self.kid = _thumbprint(public)
         self.jwk = {**public, "kid": self.kid, "alg": ALGORITHM, "use": "sig"}
 
+    @property
+    def public_key(self) -> Any:
+        return self._key.public_key()
+
     def mint(
         self,
         *,
