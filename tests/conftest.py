@@ -98,17 +98,26 @@ class KernelHandle:
         self.km.shutdown_kernel(now=True)
 
 
-def start_kernel(env: dict[str, str] | None = None) -> KernelHandle:
-    km = KernelManager(kernel_name="python3")
-    km.start_kernel(
-        extra_arguments=["--HistoryManager.enabled=False"],
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-    )
-    try:
-        return KernelHandle(km)
-    except BaseException:
-        km.shutdown_kernel(now=True)
-        raise
+def start_kernel(env: dict[str, str] | None = None, attempts: int = 3) -> KernelHandle:
+    """A ready kernel. jupyter_client picks free ports before the kernel binds them, so another process starting
+    at the same moment can take one ("Address already in use": the kernel dies before kernel_info); then a new
+    kernel with new ports is started (seen with test rounds side by side, stress/flaky.py -j 2)."""
+    for attempt in range(attempts):
+        km = KernelManager(kernel_name="python3")
+        km.start_kernel(
+            extra_arguments=["--HistoryManager.enabled=False"],
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+        try:
+            return KernelHandle(km)
+        except RuntimeError as exc:
+            km.shutdown_kernel(now=True)
+            if attempt == attempts - 1 or "died before replying" not in str(exc):
+                raise
+        except BaseException:
+            km.shutdown_kernel(now=True)
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 @pytest.fixture(scope="module")

@@ -198,21 +198,6 @@ class _Checked:
     notes: list[str] = field(default_factory=list)  # what the answer should say about how sources were read
 
 
-def _lambda_functions(node: Any, inside: bool = False) -> set[str]:
-    """The functions called inside lambdas of a serialized parse tree (lower case)."""
-    found: set[str] = set()
-    if isinstance(node, dict):
-        inside = inside or node.get("class") == "LAMBDA"
-        if inside and node.get("class") == "FUNCTION" and isinstance(node.get("function_name"), str):
-            found.add(node["function_name"].lower())
-        for value in node.values():
-            found |= _lambda_functions(value, inside)
-    elif isinstance(node, list):
-        for value in node:
-            found |= _lambda_functions(value, inside)
-    return found
-
-
 def check_query(sql: Any, names: Any, con: Any) -> _Checked:
     """Refuse ``sql`` unless it is one SELECT over ``names``; parsed by DuckDB on the locked ``con``."""
     import duckdb
@@ -267,7 +252,7 @@ def check_query(sql: Any, names: Any, con: Any) -> _Checked:
             )
         tables[name.lower()] = exposed[name.lower()]
         uses[exposed[name.lower()]] = uses.get(exposed[name.lower()], 0) + 1
-    multiplied = sorted(_lambda_functions(tree) & _bounds().SIZED_FUNCTIONS)
+    multiplied = sorted(_duckdb().lambda_functions(tree) & _bounds().SIZED_FUNCTIONS)
     if multiplied:
         raise QueryRefused(
             f"sql builds {multiplied[0]}() inside a lambda (list_transform, a list comprehension, ...), which builds "

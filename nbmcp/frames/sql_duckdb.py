@@ -31,6 +31,7 @@ __all__ = [
     "RelationPlan",
     "arrow_stream",
     "connect",
+    "lambda_functions",
     "parsing",
     "relation_plan",
     "release",
@@ -351,6 +352,21 @@ def walk(node: Any, tables: list[dict[str, Any]], ctes: set[str], functions: set
     elif isinstance(node, list):
         for value in node:
             walk(value, tables, ctes, functions, columns)
+
+
+def lambda_functions(node: Any, inside: bool = False) -> set[str]:
+    """The functions called inside lambdas of a serialized parse tree (lower case)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        inside = inside or node.get("class") == "LAMBDA"
+        if inside and node.get("class") == "FUNCTION" and isinstance(node.get("function_name"), str):
+            found.add(node["function_name"].lower())
+        for value in node.values():
+            found |= lambda_functions(value, inside)
+    elif isinstance(node, list):
+        for value in node:
+            found |= lambda_functions(value, inside)
+    return found
 
 
 # ------------------------------------------------------------------------------ running a query
