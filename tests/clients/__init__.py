@@ -38,6 +38,8 @@ NPM_PACKAGES = _pins("npm-packages.txt")
 FAST_AGENT = _pins("fast-agent-requirements.txt")[0]
 
 CLIENT_TIMEOUT = 120.0
+# The five endpoints every client is tried against (tests/clients/conftest.py starts them once for the package)
+SERVERS = ["serve-stdio", "serve-http", "kernel-http", "kernel-bridge", "jupyter"]
 
 
 def npm_client(executable: str) -> Path:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.clients import bearer, client_env, npm_client, run
+from tests.clients import SERVERS, bearer, client_env, npm_client, run
 from tests.clients.conftest import Http, InKernel
 
 pytestmark = pytest.mark.timeout(180)
@@ -74,7 +74,7 @@ def listed(
     return lines
 
 
-@pytest.mark.parametrize("server", ["serve-stdio", "serve-http", "kernel-http", "kernel-bridge", "jupyter"])
+@pytest.mark.parametrize("server", SERVERS)
 def test_claude_mcp_list_connects(listed: dict[str, str], server: str) -> None:
     assert listed[server].endswith("✔ Connected"), listed
 

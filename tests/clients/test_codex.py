@@ -16,12 +16,10 @@ from typing import Any
 
 import pytest
 
-from tests.clients import client_env, npm_client
+from tests.clients import SERVERS, client_env, npm_client
 from tests.clients.conftest import Http, InKernel
 
 pytestmark = pytest.mark.timeout(180)
-
-SERVERS = ["serve-stdio", "serve-http", "kernel-http", "kernel-bridge", "jupyter"]
 
 
 def toml_stdio(name: str, entry: dict[str, Any]) -> str:

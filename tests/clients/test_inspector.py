@@ -11,12 +11,10 @@ from typing import Any
 
 import pytest
 
-from tests.clients import Ran, client_env, npm_client, run
+from tests.clients import SERVERS, Ran, client_env, npm_client, run
 from tests.clients.conftest import Http, InKernel
 
 pytestmark = pytest.mark.timeout(180)
-
-ALL = ["serve-stdio", "serve-http", "kernel-http", "kernel-bridge", "jupyter"]
 
 
 @pytest.fixture(scope="module")
@@ -67,21 +65,21 @@ EXPECTED_TOOLS = {
 }
 
 
-@pytest.mark.parametrize("server", ALL)
+@pytest.mark.parametrize("server", SERVERS)
 def test_tools_list(inspector: Any, server: str) -> None:
     answer, ran = inspector(server, "--method", "tools/list")
     assert ran.returncode == 0, ran
     assert EXPECTED_TOOLS[server] <= {t["name"] for t in answer["result"]["tools"]}, ran
 
 
-@pytest.mark.parametrize("server", ALL)
+@pytest.mark.parametrize("server", SERVERS)
 def test_execute(inspector: Any, server: str) -> None:
     answer, ran = inspector(server, "--method", "tools/call", "--tool-name", "execute", "--tool-arg", "code=6*7")
     assert ran.returncode == 0, ran
     assert not answer["result"].get("isError") and answer["result"]["content"][0]["text"] == "42", ran
 
 
-@pytest.mark.parametrize("server", ALL)
+@pytest.mark.parametrize("server", SERVERS)
 def test_execute_in_the_modern_era(inspector: Any, server: str) -> None:
     # The 2026 era, where the Inspector declares the tasks extension on every request yet cannot take a task
     # result ("Unsupported result type 'task'"): a call that finishes within the grace answers inline.

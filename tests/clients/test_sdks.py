@@ -15,7 +15,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from nbmcp.client import connect
-from tests.clients import NODE_BIN, client_env, npm_client, run
+from tests.clients import NODE_BIN, SERVERS, client_env, npm_client, run
 from tests.clients.conftest import Http, InKernel
 from tests.node import NODE_DIR
 
@@ -23,7 +23,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
 MODERN = "2026-07-28"
 ERAS = ["legacy", "modern"]
-SERVERS = ["serve-stdio", "serve-http", "kernel-http", "kernel-bridge", "jupyter"]
 PAGE = "nbmcp://objects/orders/rows/28/5"
 
 

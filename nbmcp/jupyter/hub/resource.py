@@ -23,11 +23,10 @@ import jwt
 from tornado.httpclient import AsyncHTTPClient
 
 from .scopes import EXECUTE, READ, granted
-from .tokens import ALGORITHM, TOKEN_TYPE
+from .tokens import LEEWAY, TOKEN_TYPE, InvalidToken, decode_access_token
 
 __all__ = ["OAuthResource", "TokenRefused", "Verified"]
 
-LEEWAY = 5  # seconds of clock skew between the service and this server
 CACHE_SIZE = 1024  # tokens remembered as checked (a client uses one until it expires)
 
 
@@ -157,24 +156,9 @@ class OAuthResource:
         if key is None or header.get("typ") != TOKEN_TYPE:
             raise TokenRefused("the access token was not issued by this Hub's nbmcp service: sign in again")
         try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=[ALGORITHM],
-                audience=[self.resource, self.one_url],
-                issuer=self.issuer,
-                options={"require": ["exp", "iat", "aud", "iss", "sub"]},
-                leeway=LEEWAY,
-            )
-        except jwt.ExpiredSignatureError:
-            raise TokenRefused("the access token has expired: refresh it, or sign in again") from None
-        except jwt.InvalidAudienceError:
-            raise TokenRefused(
-                f"the access token was issued for another resource, not {self.resource}: request a token with "
-                f"resource={self.resource}"
-            ) from None
-        except jwt.PyJWTError as exc:
-            raise TokenRefused(f"the access token is not valid ({exc}): sign in again") from None
+            claims = decode_access_token(token, key, audience=[self.resource, self.one_url], issuer=self.issuer)
+        except InvalidToken as exc:
+            raise TokenRefused(str(exc)) from None
         if claims["sub"] != self.user:
             raise TokenRefused(f"the access token is {claims['sub']}'s, and this is {self.user}'s server")
         if claims.get("gid") in self._revoked:

@@ -29,9 +29,8 @@ from starlette.routing import Route
 from ..forward import DROP_REQUEST_HEADERS, DROP_RESPONSE_HEADERS
 from ..upstream import UpstreamPool
 from .grants import Grants
-from .resource import LEEWAY
 from .scopes import EXECUTE, READ
-from .tokens import ALGORITHM, TOKEN_TYPE
+from .tokens import TOKEN_TYPE, InvalidToken, decode_access_token
 
 __all__ = ["OneURL"]
 
@@ -112,24 +111,11 @@ class OneURL:
         if header.get("typ") != TOKEN_TYPE or header.get("kid") != self.grants.key.kid:
             raise Refused("the access token was not issued by this Hub's nbmcp service: sign in again")
         try:
-            claims = jwt.decode(
-                token,
-                self.grants.key.public_key,
-                algorithms=[ALGORITHM],
-                audience=self.resource,
-                issuer=self.grants.issuer,
-                options={"require": ["exp", "iat", "aud", "iss", "sub"]},
-                leeway=LEEWAY,
+            claims = decode_access_token(
+                token, self.grants.key.public_key, audience=self.resource, issuer=self.grants.issuer
             )
-        except jwt.ExpiredSignatureError:
-            raise Refused("the access token has expired: refresh it, or sign in again") from None
-        except jwt.InvalidAudienceError:
-            raise Refused(
-                f"the access token was issued for another resource, not {self.resource}: request a token with "
-                f"resource={self.resource}"
-            ) from None
-        except jwt.PyJWTError as exc:
-            raise Refused(f"the access token is not valid ({exc}): sign in again") from None
+        except InvalidToken as exc:
+            raise Refused(str(exc)) from None
         grant = self.grants.grants.get(claims.get("gid", ""))
         if grant is None or grant.revoked:
             raise Refused("the access was revoked: sign in again to allow it anew")

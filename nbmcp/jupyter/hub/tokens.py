@@ -19,10 +19,39 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-__all__ = ["TOKEN_TYPE", "SigningKey"]
+__all__ = ["LEEWAY", "TOKEN_TYPE", "InvalidToken", "SigningKey", "decode_access_token"]
 
 TOKEN_TYPE = "at+jwt"  # RFC 9068: keeps an ID token or another JWT from passing as an access token
 ALGORITHM = "EdDSA"
+LEEWAY = 5  # seconds of clock skew between the service and the servers that check its tokens
+
+
+class InvalidToken(ValueError):
+    """An access token whose signature, issuer, audience or lifetime does not hold; ``str()`` says what to do."""
+
+
+def decode_access_token(token: str, key: Any, *, audience: str | list[str], issuer: str) -> dict[str, Any]:
+    """The claims of an access token signed with ``key`` for ``audience`` by ``issuer``; :class:`InvalidToken`."""
+    try:
+        return jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            audience=audience,
+            issuer=issuer,
+            options={"require": ["exp", "iat", "aud", "iss", "sub"]},
+            leeway=LEEWAY,
+        )
+    except jwt.ExpiredSignatureError:
+        raise InvalidToken("the access token has expired: refresh it, or sign in again") from None
+    except jwt.InvalidAudienceError:
+        resource = audience if isinstance(audience, str) else audience[0]
+        raise InvalidToken(
+            f"the access token was issued for another resource, not {resource}: request a token with "
+            f"resource={resource}"
+        ) from None
+    except jwt.PyJWTError as exc:
+        raise InvalidToken(f"the access token is not valid ({exc}): sign in again") from None
 
 
 class SigningKey:
