@@ -216,7 +216,7 @@ async def run_bridge(url: str, token: str | None) -> None:
 
     from .client import connect
     from .sdk import connection_of
-    from .serve.stdio import bounded_stdio_server
+    from .transport.stdio import bounded_stdio_server
 
     bus = InMemorySubscriptionBus()
     sessions: dict[int, Any] = {}  # handshake-era downstream sessions, by connection

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .exceptions import NbMCPError
+from .transport import TRANSPORTS
 
 __all__ = ["main"]
 
@@ -34,7 +35,12 @@ def _parser() -> argparse.ArgumentParser:
             "session notebook."
         ),
     )
-    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="default: stdio")
+    serve.add_argument(
+        "--transport",
+        choices=tuple(TRANSPORTS),
+        default="stdio",
+        help="; ".join(f"{name}: {transport.help}" for name, transport in TRANSPORTS.items()) + " (default: stdio)",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="HTTP: address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=0, help="HTTP: port (default: a free one)")
     serve.add_argument("--kernel-name", default="python3", help="kernelspec to start (default python3)")

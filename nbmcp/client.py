@@ -88,8 +88,7 @@ def _http_client(
     """An ``mcp.Client`` over streamable HTTP with the bearer token; ``on_status`` hears each HTTP error status
     (the SDK reports a refused request as a bare "Server returned an error response", without the status)."""
     from mcp import Client
-    from mcp.client.streamable_http import streamable_http_client
-    from mcp.shared._httpx_utils import create_mcp_http_client
+    from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 
     headers = {"Authorization": f"Bearer {token}"} if token else None
     http = create_mcp_http_client(headers=headers)

@@ -121,8 +121,11 @@ class Storage:
         self.client_info = client_info
 
 
-def sdk_oauth(url: str, browser: Browser, untick: tuple[str, ...] = ()) -> tuple[OAuthClientProvider, Storage]:
-    """The MCP SDK's OAuth client for ``url``; the person answers in ``browser``, unticking ``untick``."""
+def sdk_oauth(
+    url: str, browser: Browser, untick: tuple[str, ...] = (), client_metadata_url: str | None = None
+) -> tuple[OAuthClientProvider, Storage]:
+    """The MCP SDK's OAuth client for ``url``; the person answers in ``browser``, unticking ``untick``;
+    ``client_metadata_url``: the client's id is that metadata document's URL (CIMD) rather than registered."""
     storage = Storage()
     redirected: list[str] = []
 
@@ -140,7 +143,9 @@ def sdk_oauth(url: str, browser: Browser, untick: tuple[str, ...] = ()) -> tuple
         response_types=["code"],
         token_endpoint_auth_method="none",
     )
-    provider = OAuthClientProvider(url, metadata, storage, redirect_handler, callback_handler)
+    provider = OAuthClientProvider(
+        url, metadata, storage, redirect_handler, callback_handler, client_metadata_url=client_metadata_url
+    )
     return provider, storage
 
 

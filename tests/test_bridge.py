@@ -12,9 +12,9 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
-from mcp.types import TextContent
 
 from tests.conftest import KernelHandle, free_port
+from tests.mcp_results import text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
@@ -39,10 +39,6 @@ def double(x: int) -> int:
 def bridge(kernel_id: str) -> Client:
     params = StdioServerParameters(command=sys.executable, args=["-m", "nbmcp.cli", "bridge", "--kernel-id", kernel_id])
     return Client(params, mode="legacy")
-
-
-def text_of(result) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 async def test_tools_and_resources_through_the_bridge(in_kernel: dict) -> None:
@@ -137,7 +133,7 @@ def test_token_option_is_documented_with_the_safer_variable() -> None:
 
 @pytest.mark.timeout(120)
 def test_a_line_over_4_mib_gets_a_parse_error_and_the_bridge_serves_on(in_kernel: dict, tmp_path: Path) -> None:
-    from nbmcp.serve.stdio import MAX_MESSAGE_BYTES
+    from nbmcp.transport.stdio import MAX_MESSAGE_BYTES
     from tests.serve.test_stdio import RawStdioServer, rss_mb
 
     bridge = RawStdioServer(tmp_path, ("bridge", "--kernel-id", in_kernel["kernel_id"]))

@@ -18,6 +18,7 @@ from mcp.types import (
 )
 
 from tests.conftest import KernelHandle
+from tests.mcp_results import text_of
 
 pytestmark = [
     pytest.mark.anyio,
@@ -83,10 +84,6 @@ def bridge(kernel_id: str, mode: str, **options) -> Client:
         command=sys.executable, args=["-m", "nbmcp", "bridge", "--kernel-id", kernel_id], env=dict(os.environ)
     )
     return Client(params, mode=mode, **options)
-
-
-def text_of(result) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])

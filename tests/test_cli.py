@@ -15,7 +15,8 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from tests.serve.test_tools import text_of, wait_gone
+from tests.mcp_results import text_of
+from tests.serve.test_tools import wait_gone
 
 pytestmark = pytest.mark.anyio
 

@@ -13,12 +13,9 @@ from mcp.client.stdio import StdioServerParameters
 
 import nbmcp
 from tests.conftest import KernelHandle, connect
+from tests.mcp_results import text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
-
-
-def text_of(result) -> str:
-    return "\n".join(getattr(c, "text", "") for c in result.content)
 
 
 def check_descriptions(tools) -> None:

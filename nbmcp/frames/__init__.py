@@ -9,7 +9,10 @@ imported only when Arrow data is produced. A page costs O(page), never O(frame).
 - :mod:`.profile` — per-column statistics computed by the backend on a bounded prefix;
 - :mod:`.describe` — the summary every backend shares;
 
-- :mod:`.backends` — which objects are frames, their column names and native slices;
+- :mod:`.kinds` — the one table of backends: which objects are tables, their adapter, how SQL reaches each;
+- :mod:`.page_info` — one page of any table as ``read_rows`` answers it (both wings);
+- :mod:`.query_answer` — ``query``'s payload, text and ``save_as`` rule (both wings);
+- :mod:`.backends` — which objects are eager frames, their column names and native slices;
 - :mod:`.pages` — shape, schema, memory, summary and pages of JSON-safe records;
 - :mod:`.jsonable` — cell values made strict-JSON-safe;
 - :mod:`.markdown` — records as a markdown table;
@@ -23,6 +26,7 @@ from .describe import describe
 from .digest import fingerprint
 from .jsonable import to_jsonable
 from .markdown import MAX_CELL_CHARS, head_markdown, markdown_table
+from .page_info import page_info
 from .pages import MAX_PAGE_ROWS, memory_bytes, page, schema, shape, summary
 from .profile import profile
 from .sources import FullScanError, Limits, RowCount, Source, is_source, source_for
@@ -49,6 +53,7 @@ __all__ = [
     "markdown_table",
     "memory_bytes",
     "page",
+    "page_info",
     "profile",
     "schema",
     "shape",

@@ -24,7 +24,12 @@ from narwhals.dependencies import (
     is_pyarrow_table,
 )
 
+from .kinds import Backend, backend_of
+
+EAGER_ADAPTER = "eager.EagerSource"  # the adapter of the frames held in memory (pandas, polars, pyarrow Table)
+
 __all__ = [
+    "EAGER_ADAPTER",
     "as_frame",
     "column_names",
     "frame_kind",
@@ -39,9 +44,16 @@ __all__ = [
 ]
 
 
+def _eager(obj: Any) -> Backend | None:
+    """``obj``'s row of :data:`.kinds.BACKENDS` when it is an eager frame (held in memory, paged natively)."""
+    backend = backend_of(obj)
+    return backend if backend is not None and backend.adapter == EAGER_ADAPTER else None
+
+
 def is_frame(obj: Any) -> bool:
-    """True for a pandas or polars DataFrame or a pyarrow Table. Imports nothing."""
-    return is_pandas_dataframe(obj) or is_polars_dataframe(obj) or is_pyarrow_table(obj)
+    """True for an eager frame of :data:`.kinds.BACKENDS`: a pandas or polars DataFrame or a pyarrow Table. Imports
+    nothing."""
+    return _eager(obj) is not None
 
 
 def is_series(obj: Any) -> bool:
@@ -68,12 +80,9 @@ def as_frame(obj: Any) -> Any:
 
 def frame_kind(obj: Any) -> str:
     """``"pandas.DataFrame"``, ``"polars.DataFrame"`` or ``"pyarrow.Table"``; ``TypeError`` for anything else."""
-    if is_pandas_dataframe(obj):
-        return "pandas.DataFrame"
-    if is_polars_dataframe(obj):
-        return "polars.DataFrame"
-    if is_pyarrow_table(obj):
-        return "pyarrow.Table"
+    backend = _eager(obj)
+    if backend is not None:
+        return backend.kind
     raise TypeError(f"not a dataframe: {type(obj).__module__}.{type(obj).__qualname__}")
 
 

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+from collections.abc import Callable
 from typing import Any
 
-from narwhals.dependencies import get_pandas, is_pandas_dataframe, is_polars_dataframe
+from narwhals.dependencies import get_pandas
 
 from .arrow import to_arrow_ipc
 from .backends import frame_kind, require_frame
 from .pages import shape
 
-__all__ = ["FULL_ROWS", "SAMPLE_ROWS", "fingerprint", "sample_positions"]
+__all__ = ["FULL_ROWS", "HASHERS", "SAMPLE_ROWS", "fingerprint", "sample_positions"]
 
 FULL_ROWS = 4_096
 """Frames with at most this many rows are hashed whole (well under a millisecond per column)."""
@@ -45,48 +46,64 @@ def sample_positions(rows: int) -> list[int]:
     return [*range(_ENDS), *spread, *range(rows - _ENDS, rows)]
 
 
-def _pd_fingerprint(df: Any, h: Any) -> None:
+def _pandas(df: Any, h: Any, positions: list[int], whole: bool) -> Any:
+    """Hash a pandas frame's dtypes, index names and sampled rows (index labels too); the sample, should that fail."""
+    h.update(repr([(str(c), str(t)) for c, t in zip(df.columns, df.dtypes, strict=True)]).encode())
+    h.update(repr(list(df.index.names)).encode())
+    sample = df if whole else df.iloc[positions]
     hash_obj = get_pandas().util.hash_pandas_object
-    h.update(hash_obj(df.index, categorize=True).to_numpy().tobytes())
-    for i in range(df.shape[1]):
-        col = df.iloc[:, i]
-        try:
-            hashed = hash_obj(col, index=False)
-        except TypeError:  # unhashable cells (lists, dicts): hash their text
-            hashed = hash_obj(col.map(repr), index=False)
-        h.update(hashed.to_numpy().tobytes())
+    try:
+        h.update(hash_obj(sample.index, categorize=True).to_numpy().tobytes())
+        for i in range(sample.shape[1]):
+            col = sample.iloc[:, i]
+            try:
+                hashed = hash_obj(col, index=False)
+            except TypeError:  # unhashable cells (lists, dicts): hash their text
+                hashed = hash_obj(col.map(repr), index=False)
+            h.update(hashed.to_numpy().tobytes())
+    except Exception:
+        return sample
+    return None
+
+
+def _polars(df: Any, h: Any, positions: list[int], whole: bool) -> Any:
+    h.update(repr(list(df.schema.items())).encode())
+    sample = df if whole else df[positions]
+    try:
+        h.update(sample.hash_rows(seed=0).to_numpy().tobytes())
+    except Exception:
+        return sample
+    return None
+
+
+def _pyarrow(table: Any, h: Any, positions: list[int], whole: bool) -> Any:
+    h.update(str(table.schema).encode())
+    return table if whole else table.take(positions)  # no hashing of its own: the serialisation below
+
+
+# By kind (:data:`.kinds.BACKENDS`), every eager frame: hash the schema and the sampled rows with the library's own
+# hashing, or return the sample for the serialisation below. Lazy backends are not fingerprinted: reading them
+# costs a query of their backend, after every cell.
+HASHERS: dict[str, Callable[[Any, Any, list[int], bool], Any]] = {
+    "pandas.DataFrame": _pandas,
+    "polars.DataFrame": _polars,
+    "pyarrow.Table": _pyarrow,
+}
 
 
 def fingerprint(obj: Any) -> str:
     """A hex digest that changes when the frame changes, at a cost bounded whatever its size (see the module docs
     for what a sampled fingerprint can miss)."""
     require_frame(obj)
+    kind = frame_kind(obj)
     h = hashlib.blake2b(digest_size=16)
-    h.update(frame_kind(obj).encode())
+    h.update(kind.encode())
     rows = shape(obj)[0]
     h.update(repr(shape(obj)).encode())
     positions = sample_positions(rows)
-    whole = len(positions) == rows
-    if is_pandas_dataframe(obj):
-        h.update(repr([(str(c), str(t)) for c, t in zip(obj.columns, obj.dtypes, strict=True)]).encode())
-        h.update(repr(list(obj.index.names)).encode())
-        sample = obj if whole else obj.iloc[positions]
-        try:
-            _pd_fingerprint(sample, h)
-            return h.hexdigest()
-        except Exception:
-            pass
-    elif is_polars_dataframe(obj):
-        h.update(repr(list(obj.schema.items())).encode())
-        sample = obj if whole else obj[positions]
-        try:
-            h.update(sample.hash_rows(seed=0).to_numpy().tobytes())
-            return h.hexdigest()
-        except Exception:
-            pass
-    else:  # pyarrow
-        h.update(str(obj.schema).encode())
-        sample = obj if whole else obj.take(positions)
+    sample = HASHERS[kind](obj, h, positions, len(positions) == rows)
+    if sample is None:
+        return h.hexdigest()
     # the library's own hashing failed or does not exist (pyarrow): hash a serialisation of the rows sampled
     try:
         h.update(to_arrow_ipc(sample))

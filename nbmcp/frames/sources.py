@@ -20,7 +20,6 @@ re-read every time (their counts are free).
 
 from __future__ import annotations
 
-import sys
 import threading
 import weakref
 from abc import ABC, abstractmethod
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .jsonable import to_jsonable
+from .kinds import backend_of
 from .pages import check_columns, name_list, page_bounds
 
 if TYPE_CHECKING:
@@ -109,7 +109,6 @@ class Source(ABC):
     """A frame-like object seen through one backend. Subclasses implement the abstract methods with the
     backend's own calls; the public methods here check arguments and shape results the same way for all."""
 
-    KIND: ClassVar[str] = "frame"
     #: True when the object is a description of a computation (counts may be cached, pages are queries).
     lazy: ClassVar[bool] = True
 
@@ -120,15 +119,11 @@ class Source(ABC):
 
     @property
     def kind(self) -> str:
-        """The object's type as clients see it, e.g. ``"duckdb.DuckDBPyRelation"``."""
-        return self.KIND
+        """The object's type as clients see it, e.g. ``"duckdb.DuckDBPyRelation"`` (:data:`.kinds.BACKENDS`)."""
+        backend = backend_of(self.obj)
+        return backend.kind if backend is not None else "frame"
 
     # -- what subclasses provide ------------------------------------------------------------------
-
-    @staticmethod
-    def accepts(obj: Any) -> bool:
-        """True if this adapter shows ``obj`` (checked without importing the backend)."""
-        return False
 
     @abstractmethod
     def columns(self) -> list[str]:
@@ -236,19 +231,6 @@ class Source(ABC):
 
 # -- choosing an adapter -------------------------------------------------------------------------
 
-# (module that must be loaded, adapter module, class name): tried in order, first match wins.
-_ADAPTERS: list[tuple[str, str, str]] = [
-    ("pandas", "eager", "EagerSource"),
-    ("polars", "eager", "EagerSource"),
-    ("pyarrow", "eager", "EagerSource"),
-    ("polars", "polars_lazy", "PolarsLazySource"),
-    ("pyarrow", "arrow_streams", "ArrowReaderSource"),
-    ("pyarrow", "arrow_streams", "ArrowDatasetSource"),
-    ("duckdb", "duckdb_relation", "DuckDBSource"),
-    ("ibis", "ibis_table", "IbisSource"),
-    ("dask", "dask_frame", "DaskSource"),
-    ("pyspark", "spark_frame", "SparkSource"),
-]
 # Per lazy object (by id, while it lives): its adapter class, limits and learned state. The object itself is
 # held weakly: the cache must not keep a user's data alive.
 _cache: dict[int, tuple[weakref.ref[Any], type[Source], Limits, SourceState]] = {}
@@ -256,20 +238,19 @@ _cache_lock = threading.Lock()
 
 
 def _adapter_class(obj: Any) -> type[Source] | None:
+    """The adapter :data:`.kinds.BACKENDS` names for ``obj``'s backend (imported once that backend is loaded)."""
     import importlib
 
-    for module, adapter_module, class_name in _ADAPTERS:
-        if module not in sys.modules:
-            continue
-        adapter = getattr(importlib.import_module(f"{__package__}.adapters.{adapter_module}"), class_name)
-        if adapter.accepts(obj):
-            return adapter
-    return None
+    backend = backend_of(obj)
+    if backend is None:
+        return None
+    module, class_name = backend.adapter.rsplit(".", 1)
+    return getattr(importlib.import_module(f"{__package__}.adapters.{module}"), class_name)
 
 
 def is_source(obj: Any) -> bool:
     """True if some adapter shows ``obj`` as a table. Imports no backend."""
-    return _adapter_class(obj) is not None
+    return backend_of(obj) is not None
 
 
 def source_for(obj: Any, limits: Limits | None = None) -> Source:

@@ -17,8 +17,8 @@ A query that Spark's own parser reads as naming Spark frames is checked and run 
 escapes and comments. DuckDB's parser decides only what DuckDB runs, and DuckDB never reads Spark frames.
 
 This module imports only the standard library at import time: ``nbmcp serve`` sends its source to the
-kernel (which may not have nbmcp) and runs it there as the module ``_nbmcp_sql``, with ``spark_sql`` as
-``_nbmcp_spark_sql`` and ``sql_bounds`` as ``_nbmcp_sql_bounds``.
+kernel (which may not have nbmcp) and runs it there as one versioned module, its other modules (``sql_bounds``,
+``sql_duckdb``, ``spark_sql``, ``kinds``, ``query_answer``...) beside it (:func:`install_siblings`).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ __all__ = [
     "namespace_sources",
     "run_json",
     "run_query",
+    "shown_records",
     "source_kind",
     "timeout_message",
 ]
@@ -96,31 +97,11 @@ class QueryResult:
 # ------------------------------------------------------------------------------ which objects are sources
 
 
-def _module(obj: Any) -> str:
-    return type(obj).__module__.split(".")[0]
-
-
 def source_kind(obj: Any) -> str | None:
-    """How SQL reaches ``obj``: "scan" (DuckDB scans it in place), "arrow" (streams in), "spark", "once" (a
+    """How SQL reaches ``obj`` (:data:`nbmcp.frames.kinds.BACKENDS`): "scan" (DuckDB scans it in place), "relation"
+    (a DuckDB relation: re-planned from its own SQL, else streamed), "arrow" (streams in), "spark", "once" (a
     one-shot stream, refused), or None (not a table)."""
-    module, name = _module(obj), type(obj).__name__
-    if module == "pandas" and name == "DataFrame":
-        return "scan"
-    if module == "polars" and name in ("DataFrame", "LazyFrame"):
-        return "scan"
-    if module == "pyarrow" and name in ("Table", "Dataset", "FileSystemDataset", "UnionDataset", "InMemoryDataset"):
-        return "scan"
-    if module == "pyarrow" and name == "RecordBatchReader":
-        return "once"
-    if module in ("duckdb", "_duckdb") and name == "DuckDBPyRelation":
-        return "arrow"
-    if module == "ibis" and hasattr(obj, "to_pyarrow_batches"):
-        return "arrow"
-    if module == "dask" and hasattr(obj, "to_delayed") and hasattr(obj, "npartitions"):
-        return "arrow"
-    if module == "pyspark" and hasattr(obj, "sparkSession") and hasattr(obj, "createOrReplaceTempView"):
-        return "spark"
-    return None
+    return _kinds().sql_access(obj)
 
 
 def is_queryable(obj: Any) -> bool:
@@ -130,11 +111,7 @@ def is_queryable(obj: Any) -> bool:
 
 def namespace_sources(namespace: Mapping[str, Any], hidden: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
     """The tables of a user namespace: its public variables that SQL can read."""
-    return {
-        name: value
-        for name, value in list(namespace.items())
-        if not name.startswith("_") and name not in hidden and is_queryable(value)
-    }
+    return _kinds().namespace_sources(namespace, hidden)
 
 
 # ------------------------------------------------------------------------------ the engine's modules
@@ -168,6 +145,10 @@ def install_siblings(sources: Mapping[str, str]) -> None:
 
 def _bounds() -> Any:
     return _sibling("sql_bounds")
+
+
+def _kinds() -> Any:
+    return _sibling("kinds")
 
 
 def _duckdb() -> Any:
@@ -321,9 +302,7 @@ def run_query(
     used = {name: sources[name] for name in checked.tables.values()}
     # DuckDB relations are re-planned on the query's connection, which may open exactly the files they read.
     taken = {name.lower() for name in used}
-    checked.relations = {
-        n: duck.relation_plan(v, taken) for n, v in used.items() if _module(v) in ("duckdb", "_duckdb")
-    }
+    checked.relations = {n: duck.relation_plan(v, taken) for n, v in used.items() if source_kind(v) == "relation"}
     replanned = [plan for plan in checked.relations.values() if plan.sql is not None]
     paths, directories = [p for r in replanned for p in r.paths], [d for r in replanned for d in r.directories]
     con = duck.warm_cursor(memory_limit, paths, directories, max_spill_bytes)
@@ -412,27 +391,16 @@ def _refuse_spark_frames(used: Mapping[str, Any], spark: Any) -> None:
 _saved: dict[str, int] = {}
 
 
-def _records(table: Any) -> list[dict[str, Any]]:
+def shown_records(table: Any) -> list[dict[str, Any]]:
+    """The rows of a result as the answer shows them (both wings): records, like a read_rows page."""
+    if not table.num_rows:
+        return []
     try:
         from nbmcp.frames import page
 
         return page(table, 0, table.num_rows)
     except ImportError:  # a kernel without nbmcp: plain records (big integers as strings), JSON by default=str
         return _bounds().records(table)
-
-
-def _payload(result: QueryResult) -> dict[str, Any]:
-    return {
-        "columns": list(result.rows.column_names),
-        "rows": _records(result.rows),
-        "more": result.more,
-        "engine": result.engine,
-        "elapsed_ms": round(result.elapsed_s * 1000, 1),
-        "tables": result.tables,
-        "notes": result.notes,
-        "cut": result.cut,
-        "big_integers_as_strings": result.big_integers,
-    }
 
 
 def run_json(
@@ -451,20 +419,12 @@ def run_json(
     ``save_as`` assigns the result (a ``pyarrow.Table``) to a new variable; it never replaces a variable
     the user made.
     """
+    namespace, hidden = _kinds().user_namespace()
+    answer = _sibling("query_answer")
     try:
-        from IPython import get_ipython
-
-        ip = get_ipython()
-        namespace, hidden = (ip.user_ns, set(ip.user_ns_hidden)) if ip is not None else (None, set())
-    except ImportError:
-        namespace, hidden = None, set()
-    if namespace is None:
-        import __main__
-
-        namespace = vars(__main__)
-    try:
-        if save_as is not None and (not save_as.isidentifier() or save_as.startswith("_")):
-            raise QueryRefused(f"save_as must be a variable name (letters, digits, _), got {save_as!r}")
+        problem = None if save_as is None else answer.save_as_problem(save_as)
+        if problem is not None:
+            raise QueryRefused(problem)
         if save_as in namespace and id(namespace[save_as]) != _saved.get(save_as):
             raise QueryRefused(
                 f"save_as={save_as!r} is already a variable in the kernel; query does not replace variables: "
@@ -482,13 +442,16 @@ def run_json(
             save_max_bytes=save_max_bytes,
             max_spill_bytes=max_spill_bytes,
         )
-        data = _payload(result)
+        data = answer.payload(
+            result,
+            shown_records(result.rows),
+            save_as=save_as,
+            save_max_rows=save_max_rows,
+            save_max_bytes=save_max_bytes,
+        )
         if save_as is not None:
             namespace[save_as] = result.saved
             _saved[save_as] = id(result.saved)
-            data["saved_as"] = {"name": save_as, "rows": result.saved.num_rows, "truncated": result.saved_truncated}
-            if result.saved_over_bytes:
-                data["saved_as"]["max_bytes"] = save_max_bytes
     except QueryError as exc:
         return json.dumps({"error": str(exc), "refused": isinstance(exc, QueryRefused)})
     except ModuleNotFoundError as exc:

@@ -30,6 +30,7 @@ __all__ = [
     "SAVED_VALUE_BYTES",
     "SHOWN_VALUE_BYTES",
     "SIZED_FUNCTIONS",
+    "SPILL_PREFIX",
     "Fetched",
     "big_integer_columns",
     "cut_notes",
@@ -49,7 +50,7 @@ DEFAULT_MAX_SPILL_BYTES = 1024**3  # disk one query may spill to; 0: none. c.NbM
 SHOWN_VALUE_BYTES = 8_000  # one value shown: text cut at 2,000 characters, lists at 500 numbers
 SAVED_VALUE_BYTES = 256 * 1024  # one value saved: text cut at 65,536 characters
 EXACT_INTEGERS = 2**53  # JSON numbers (doubles, in JavaScript clients) hold integers exactly below this
-_SPILL_PREFIX = "nbmcp-query-spill-"
+SPILL_PREFIX = "nbmcp-query-spill-"
 # Types whose values have a fixed, small size; every other type is cut (unknown ones as text).
 _FIXED = {
     "boolean", "tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint", "uinteger",
@@ -68,7 +69,7 @@ def spill_config(max_spill_bytes: int) -> dict[str, Any]:
     if max_spill_bytes <= 0:
         return {"temp_directory": ""}
     _remove_stale_spill_directories()
-    directory = tempfile.mkdtemp(prefix=f"{_SPILL_PREFIX}{os.getpid()}-")
+    directory = tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{os.getpid()}-")
     return {"temp_directory": directory, "max_temp_directory_size": f"{max_spill_bytes}B"}
 
 
@@ -78,8 +79,8 @@ def _remove_stale_spill_directories() -> None:
         return
     with contextlib.suppress(OSError):
         for entry in os.scandir(tempfile.gettempdir()):
-            pid = entry.name[len(_SPILL_PREFIX) :].split("-")[0]
-            if not entry.name.startswith(_SPILL_PREFIX) or not pid.isdigit():
+            pid = entry.name[len(SPILL_PREFIX) :].split("-")[0]
+            if not entry.name.startswith(SPILL_PREFIX) or not pid.isdigit():
                 continue
             try:
                 os.kill(int(pid), 0)
@@ -96,7 +97,7 @@ def remove_spill_directory(con: Any) -> None:
     except Exception:  # closed already, or no such setting: nothing of ours to find
         directory = ""
     con.close()
-    if directory and os.path.basename(os.path.normpath(directory)).startswith(_SPILL_PREFIX):
+    if directory and os.path.basename(os.path.normpath(directory)).startswith(SPILL_PREFIX):
         shutil.rmtree(directory, ignore_errors=True)
 
 

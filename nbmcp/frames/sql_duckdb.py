@@ -18,7 +18,6 @@ import glob
 import itertools
 import json
 import os
-import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -63,20 +62,16 @@ SAFE_TABLE_FUNCTIONS = {"range", "generate_series", "unnest"}
 # literal paths) and generators is re-planned in the query's connection with exactly those files allowed.
 FILE_READERS = {"read_parquet", "parquet_scan", "read_csv", "read_csv_auto", "read_json", "read_json_auto"}
 FILE_READERS |= {"read_ndjson", "read_ndjson_auto"}
-LOCKED_CONFIG = {
-    "enable_external_access": False,
-    "autoload_known_extensions": False,
+LOCKED_CONFIG = {"enable_external_access": False, "autoload_known_extensions": False}
+LOCKED_CONFIG |= {
     "autoinstall_known_extensions": False,
     "python_enable_replacements": False,
 }  # plus those of WARM_CONFIG this DuckDB has, added by _parsing when it first connects
 # Query databases are kept warm between queries (_warm_cursor): they must not hold on to memory in the kernel. No
 # cache of the files they read; memory freed after a query goes back to the system (measured: a 1M-group aggregate
 # left 250 MB held by an idle database, ~0 with these).
-WARM_CONFIG = {
-    "enable_external_file_cache": False,
-    "allocator_flush_threshold": "16MB",
-    "allocator_background_threads": True,
-}
+WARM_CONFIG = {"enable_external_file_cache": False, "allocator_flush_threshold": "16MB"}
+WARM_CONFIG["allocator_background_threads"] = True
 
 _parser_lock = threading.Lock()
 _parser: list[Any] = []  # one private connection, used only to parse (json_serialize_sql), under the lock
@@ -229,11 +224,16 @@ def connect(
     *,
     max_spill_bytes: int,
 ) -> Any:
-    """A locked in-memory connection; close it with ``sql_bounds.remove_spill_directory`` (its spill directory)."""
+    """A locked in-memory connection; close it with ``sql_bounds.remove_spill_directory`` (its spill directory).
+    Where queries run in a forked child, the kernel's copy keeps no worker threads and is locked by each child
+    (``sql_child.prepare``), after the child has its own spill directory: the kernel runs no query on it."""
     import duckdb
 
     config = {**LOCKED_CONFIG, "memory_limit": memory_limit, **_bounds().spill_config(max_spill_bytes)}
-    if allowed_paths or allowed_directories:  # DuckDB takes these only while external access is on: then off
+    forks = _sibling("sql_child").available()
+    if forks:  # no worker threads to lose in a forked child: it starts its own
+        config["threads"] = 1
+    if forks or allowed_paths or allowed_directories:  # DuckDB takes these while external access is on: then off
         config.pop("enable_external_access")
     try:
         con = duckdb.connect(":memory:", config=config)
@@ -245,15 +245,13 @@ def connect(
         if allowed_paths or allowed_directories:
             con.execute("SET allowed_paths = ?", [sorted(set(allowed_paths))])
             con.execute("SET allowed_directories = ?", [sorted(set(allowed_directories))])
-            con.execute("SET enable_external_access = false")
         # A query runs on a worker thread: DuckDB's progress widget would land in whatever cell the user runs.
         con.execute("SET enable_progress_bar = false")
-        for guard in _sibling(
-            "sql_bounds"
-        ).guard_macros():  # repeat(), range()...: refuse a huge value before building it
+        for guard in _bounds().guard_macros():  # repeat(), range()...: refuse a huge value before building it
             con.execute(guard)  # (in the database's own catalog, so that every cursor of it has them)
-        # Last: from here on nothing the query does can change a setting.
-        con.execute("SET lock_configuration = true")
+        if not forks:  # Last: from here on nothing the query does can change a setting.
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
     except BaseException:
         _bounds().remove_spill_directory(con)
         raise
@@ -284,6 +282,7 @@ def warm_cursor(
 ) -> Any:
     """A fresh connection (cursor) to the warm locked database for these settings; give it back with release."""
     key = (memory_limit, max_spill_bytes, tuple(sorted(set(allowed_paths))), tuple(sorted(set(allowed_directories))))
+    key += (_sibling("sql_child").available(),)  # a database for forked children is set up differently
     with _warm_lock:
         database = _warm.pop(key, None)
     if database is None:
@@ -405,7 +404,7 @@ def arrow_stream(obj: Any, mentioned: set[str], batch_rows: int = 1_000_000) -> 
     # Projection pushdown by hand: the stream is opaque to DuckDB, so the backend reads only what is needed.
     names = source.columns()
     wanted = None if "*" in mentioned else [c for c in names if c.lower() in mentioned] or names[:1]
-    batches = iter(source.batches(wanted, batch_rows, sys.maxsize))
+    batches = iter(source.batches(wanted, batch_rows, 2**32 - 1))  # no limit (polars counts rows in 32 bits)
     first = next(batches, None)
     if first is None:  # no rows: an empty table of the right schema
         return source.slice_arrow(0, 0, wanted).to_reader()
@@ -413,48 +412,72 @@ def arrow_stream(obj: Any, mentioned: set[str], batch_rows: int = 1_000_000) -> 
 
 
 def run(con: Any, checked: Any, used: dict[str, Any], timeout: float, bounds: Bounds) -> tuple[Any, Any]:
-    """The rows shown and, for save_as, the rows saved (``sql_bounds.Fetched``): each bounded inside DuckDB."""
-    import duckdb
-
-    sql = _sibling("sql")
-
+    """The rows shown and, for save_as, the rows saved (``sql_bounds.Fetched``): each bounded inside DuckDB,
+    and built in a child of the kernel under an address-space limit where it can be (:mod:`.sql_child`)."""
+    sql, cut, child = _sibling("sql"), _bounds(), _sibling("sql_child")
     for name, value in used.items():
         if sql.source_kind(value) == "once":
             raise sql.QueryRefused(
                 f"{name} is a pyarrow.RecordBatchReader, a stream that can be read only once: a query would use "
                 "it up. Expose a pyarrow.Table (reader.read_all()) or a pyarrow.dataset instead"
             )
-        if sql.source_kind(value) == "scan":
-            con.register(name, value)
-            continue
-        plan = checked.relations.get(name)
-        if plan is not None and plan.sql is not None:
-            try:  # the relation's own SQL as a view: DuckDB plans it with the query (projection, filters)
-                con.execute(f"CREATE TEMP VIEW {_quoted(name)} AS {plan.sql}")
-                continue
-            except duckdb.Error as exc:  # e.g. a macro or UDF of its own connection
-                plan.streamed = f"its SQL does not run on the query's connection ({str(exc).splitlines()[0]})"
-        if plan is not None:
-            checked.notes.append(f"{name} streamed as Arrow, more slowly (every row crosses over): {plan.streamed}")
-        stream = arrow_stream(value, checked.columns)
-        if checked.uses.get(name, 0) > 1:
-            # A stream can be scanned once; a self-join reads it twice: keep it in memory (memory_limit bounds it).
-            con.register("nbmcp_stream", stream)
-            con.execute(f"CREATE TEMP TABLE {_quoted(name)} AS SELECT * FROM nbmcp_stream")
-            con.unregister("nbmcp_stream")
-        else:
-            con.register(name, stream)
-    cut = _bounds()
-    timer = threading.Timer(timeout, con.interrupt)
-    timer.daemon = True
-    timer.start()
-    try:
+    streamed = []
+    with child.fork_lock:  # no fork while the database is in use here: the child would find its locks taken
         qualified = cut.qualified_function(con, checked.statement)
         if qualified:
             raise sql.QueryRefused(
                 f"sql calls {qualified}(): call functions by their plain names; allowed: {sql.ALLOWED}"
             )
-        relation, saved = con.sql(checked.statement), None  # planned, not run: its column types tell how to cut
+        [(limit, spill)] = con.execute(
+            "SELECT current_setting('memory_limit'), current_setting('temp_directory')"
+        ).fetchall()
+        for name, value in used.items():
+            in_place = value if not child.available() else child.scannable(value)
+            if sql.source_kind(value) == "scan" and in_place is not None:
+                con.register(name, in_place)
+                continue
+            plan = checked.relations.get(name)
+            if plan is not None and plan.sql is not None:
+                try:  # the relation's own SQL as a view: DuckDB plans it with the query (projection, filters)
+                    con.execute(f"CREATE TEMP VIEW {_quoted(name)} AS {plan.sql}")
+                    continue
+                except Exception as exc:  # duckdb.Error, e.g. a macro or UDF of its own connection
+                    plan.streamed = f"its SQL does not run on the query's connection ({str(exc).splitlines()[0]})"
+            if plan is not None:
+                checked.notes.append(f"{name} streamed as Arrow, more slowly (every row crosses over): {plan.streamed}")
+            streamed.append(name)
+    readers = {name: arrow_stream(used[name], checked.columns) for name in streamed}  # read in the kernel
+
+    def work(con: Any, readers: dict[str, Any]) -> tuple[Any, Any]:
+        for name, reader in readers.items():
+            if checked.uses.get(name, 0) > 1:  # a stream is read once; a self-join reads it twice (memory_limit)
+                con.register("nbmcp_stream", reader)
+                con.execute(f"CREATE TEMP TABLE {_quoted(name)} AS SELECT * FROM nbmcp_stream")
+                con.unregister("nbmcp_stream")
+            else:
+                con.register(name, reader)
+        return _fetch(con, checked.statement, bounds)
+
+    errors = {"QueryError": sql.QueryError, "QueryRefused": sql.QueryRefused, "QueryTimeout": sql.QueryTimeout}
+    if not child.available():
+        return child.run_here(work, con, readers, timeout, errors["QueryTimeout"](sql.timeout_message(timeout)))
+    budget = child.parse_size(limit) + child.VALUES_HEADROOM + 2 * (bounds.max_result_bytes + bounds.save_max_bytes)
+    memory = (
+        f"the query needed more than the {cut.human_size(budget)} of memory a query may take (its memory limit of "
+        f"{limit}, c.NbMCP.query_memory_limit, the values it builds and its result): narrow it (a filter, fewer "
+        "columns, an aggregate, shorter values)"
+    )
+    spill = spill if os.path.basename(os.path.normpath(spill or "/")).startswith(cut.SPILL_PREFIX) else ""
+    return child.run_in_child(work, con, readers, budget, timeout, errors, sql.timeout_message(timeout), memory, spill)
+
+
+def _fetch(con: Any, statement: str, bounds: Bounds) -> tuple[Any, Any]:
+    """Run ``statement`` on ``con``: the rows shown and the rows saved, with DuckDB's errors said as query's."""
+    import duckdb
+
+    sql, cut = _sibling("sql"), _bounds()
+    try:
+        relation, saved = con.sql(statement), None  # planned, not run: its column types tell how to cut
         if bounds.save_rows:
             rows = max(bounds.limit, bounds.save_rows)
             saved = cut.fetch(con, relation, rows, cut.SAVED_VALUE_BYTES, bounds.save_max_bytes, refuse=False)
@@ -463,15 +486,13 @@ def run(con: Any, checked: Any, used: dict[str, Any], timeout: float, bounds: Bo
     except cut.TooLarge as exc:
         raise sql.QueryRefused(f"{exc} (in a notebook the bound is c.NbMCP.max_resource_bytes)") from None
     except duckdb.InterruptException:
-        raise sql.QueryTimeout(sql.timeout_message(timeout)) from None
+        raise
     except duckdb.PermissionException as exc:
         raise sql.QueryRefused(f"sql: {exc}; allowed: {sql.ALLOWED}") from None
     except duckdb.OutOfMemoryException as exc:
         raise sql.QueryError(cut.out_of_memory(con, str(exc))) from None
     except duckdb.Error as exc:
         raise sql.QueryError(f"sql: {exc}") from None
-    finally:
-        timer.cancel()
     if saved is not None:  # a value cut for saving says how big it was before
         sizes = {(c["column"], r): s for c in saved.cut for r, s in zip(c["rows"], c["sizes"])}  # noqa: B905
         for entry in shown.cut:

@@ -15,7 +15,7 @@ import contextlib
 import inspect
 import json
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any, cast
 
 from mcp.server.mcpserver import Context
@@ -27,6 +27,7 @@ from ..exceptions import ApprovalDenied, ToolTimeout
 from . import capture, logs, structured
 from .activity import current_client, mark_outcome
 from .approvals import NobodyToAsk
+from .background import BackgroundExecutes
 from .interaction import ClientUnsupported, InputPending, ToolContext
 from .registry import ToolSpec
 from .workers import ToolBusy, WorkerPool, current_client_key
@@ -59,9 +60,14 @@ class CallPipeline:
         tool_timeout: float | None = None,
         tools: WorkerPool | None = None,
         reads: WorkerPool | None = None,
+        approval_timeout: float = 120.0,
+        background_tools: Iterable[str] = (),
+        result_meta: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         """``tools`` runs user tools, ``reads`` the built-in ones (separate pools: reads never queue behind user
-        code); ``tool_timeout`` applies to every call whose tool sets none."""
+        code); ``tool_timeout`` applies to every call whose tool sets none; ``background_tools``: built-in tools
+        whose ``background=True`` makes them a task; ``result_meta``: ``_meta`` put on every result of the
+        built-in tool of that name (``view_object``'s ``ui``)."""
         self.outputs = outputs
         self.output_budget = output_budget
         self.image_max_px = image_max_px
@@ -73,11 +79,10 @@ class CallPipeline:
         self.tools = tools or WorkerPool(max_running=40)
         self.reads = reads or WorkerPool(max_running=16, what="built-in reads", setting="nbmcp's read pool")
         self.approval_listeners: list[ApprovalListener] = []
-        self.approval_timeout: Callable[[], float] = lambda: 120.0  # the server's current setting (the panel sets it)
-        self.background: Any = None  # BackgroundExecutes: runs of background-capable tools as tasks
-        self.background_tools: set[str] = set()  # built-in tools whose `background=True` makes them a task
-        self.result_meta: dict[str, dict[str, Any]] = {}
-        """``_meta`` put on every result of the built-in tool of that name (``view_object``'s ``ui``)."""
+        self.approval_timeout = approval_timeout  # seconds to ask the client's user (the panel may change it)
+        self.background_tools = frozenset(background_tools)
+        self.result_meta = dict(result_meta or {})
+        self.background = BackgroundExecutes(self)  # runs of background-capable tools as tasks
 
     def shim(self, spec: ToolSpec) -> Callable[..., Awaitable[CallToolResult]]:
         """An async function with the user's parameters (and their docs) that runs the pipeline for ``spec``."""
@@ -230,7 +235,7 @@ class CallPipeline:
         shown = json.dumps(arguments, default=str)
         if len(shown) > 500:
             shown = shown[:500] + "…"
-        timeout = self.approval_timeout()
+        timeout = float(self.approval_timeout)
         try:
             answer = await asyncio.wait_for(
                 context.elicit(

@@ -1,14 +1,19 @@
-"""Configuration, the Jupyter way: ``c.NbMCP.port = 8765`` in an IPython or Jupyter config file."""
+"""Configuration, the Jupyter way: ``c.NbMCP.port = 8765`` in an IPython or Jupyter config file; and the frozen
+:class:`InKernelSettings` the in-kernel server is built from (:meth:`InKernelSettings.from_config`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from traitlets import Bool, CaselessStrEnum, Float, Int, List, Unicode, default, validate
 from traitlets.config import Configurable
 
-__all__ = ["NbMCP", "load_config"]
+if TYPE_CHECKING:
+    from ..frames import Limits
+
+__all__ = ["InKernelSettings", "NbMCP", "load_config"]
 
 
 class NbMCP(Configurable):
@@ -123,6 +128,71 @@ class NbMCP(Configurable):
     @property
     def effective_mode(self) -> str:
         return "execute" if self.allow_execute and self.mode == "tools" else self.mode
+
+
+@dataclasses.dataclass(frozen=True)
+class InKernelSettings:
+    """Everything the in-kernel server is told, frozen at its start: one field per ``c.NbMCP`` setting
+    (``mode`` is the effective one: ``allow_execute`` folded in). The defaults are the traits'; a new setting
+    is a trait of :class:`NbMCP` and a field here, and a test checks that the two agree."""
+
+    ip: str
+    port: int
+    token: str
+    allowed_origins: tuple[str, ...]
+    output_budget: int
+    image_max_px: int
+    mode: str
+    approval_timeout: float
+    approval_policy: str
+    audit_log: str
+    main_thread_timeout: float
+    query_timeout: float
+    query_save_max_rows: int
+    query_memory_limit: str
+    query_save_max_bytes: int
+    query_max_spill_bytes: int
+    count_cap: int
+    max_resource_bytes: int
+    profile_rows: int
+    profile_seconds: float
+    tool_timeout: float
+    max_tool_threads: int
+    max_calls_per_client: int
+    max_abandoned_calls: int
+    gc_freeze: bool
+    icons: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, config: NbMCP | None = None) -> InKernelSettings:
+        """The settings of ``config`` (None: the defaults, without reading any config file)."""
+        config = config if config is not None else NbMCP()
+        values = {field.name: getattr(config, field.name) for field in dataclasses.fields(cls)}
+        values["mode"] = config.effective_mode
+        return cls(**{name: tuple(v) if isinstance(v, list) else v for name, v in values.items()})
+
+    @property
+    def query_options(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`~nbmcp.inkernel.query.QueryTool`."""
+        return {
+            "timeout": self.query_timeout,
+            "save_max_rows": self.query_save_max_rows,
+            "memory_limit": self.query_memory_limit,
+            "max_result_bytes": self.max_resource_bytes,
+            "save_max_bytes": self.query_save_max_bytes,
+            "max_spill_bytes": self.query_max_spill_bytes,
+        }
+
+    @property
+    def frame_limits(self) -> Limits:
+        from ..frames import Limits
+
+        return Limits(
+            count_cap=self.count_cap,
+            max_resource_bytes=self.max_resource_bytes,
+            profile_rows=self.profile_rows,
+            profile_seconds=self.profile_seconds,
+        )
 
 
 def load_config(parent: Any = None, **overrides: Any) -> NbMCP:

@@ -3,22 +3,21 @@ file; ``start_server``/``stop_server`` keep the one per process; :class:`ServerI
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import secrets
 import sys
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import discovery, frames
 from .._version import __version__
-from ..transport import RunningServer, SecurityMiddleware, bind_socket, loopback_names
+from ..transport import open_endpoint
 from . import capture
 from .audit import AuditLog
-from .config import NbMCP, load_config
+from .config import InKernelSettings, load_config
 from .registry import default_registry
 from .server import NbMCPServer
 
@@ -101,79 +100,57 @@ class ServerInfo:
 
 
 class InKernelServer:
-    """An :class:`~nbmcp.inkernel.server.NbMCPServer` served over HTTP on a daemon thread, with its connection
-    file and, when started from a ``config``, the audit log its settings name."""
+    """An :class:`~nbmcp.inkernel.server.NbMCPServer` served over HTTP on a daemon thread as its settings say
+    (address, token, origins), with its connection file and the audit log the settings name."""
 
     def __init__(
-        self,
-        mcp_server: NbMCPServer,
-        *,
-        host: str,
-        port: int,
-        token: str,
-        allowed_origins: Iterable[str],
-        kernel_id: str | None = None,
-        config: NbMCP | None = None,
-        any_port_if_taken: bool = False,
+        self, mcp_server: NbMCPServer, *, kernel_id: str | None = None, any_port_if_taken: bool = False
     ) -> None:
-        """``any_port_if_taken``: if ``port`` is in use, listen on a free one instead and say so in ``info.notice``
+        """``any_port_if_taken``: if the port is in use, listen on a free one instead and say so in ``info.notice``
         (for a port kept from an earlier start, which another process may have taken since)."""
-        if host not in ("127.0.0.1", "localhost", "::1") and not token:
-            raise ValueError(f"binding {host} exposes the kernel beyond this machine: a token is required")
+        settings = mcp_server.settings
         self.mcp_server = mcp_server
-        self.config = config
+        self.settings = settings
         self.server_id = kernel_id or f"pid{os.getpid()}"
-        self.audit: AuditLog | None = None
-        if config is not None:
-            # The token may be rotated: the log asks for the current one when it redacts.
-            self.audit = AuditLog(config.audit_log or None, server_id=self.server_id, secret=lambda: self.info.token)
+        # The token may be rotated: the log asks for the current one when it redacts.
+        self.audit = AuditLog(settings.audit_log or None, server_id=self.server_id, secret=lambda: self.endpoint.token)
         try:
-            self._serve(host, port, token, allowed_origins, kernel_id, any_port_if_taken)
-        except BaseException:
-            if self.audit is not None:
-                self.audit.close()
+            self._serve(kernel_id, any_port_if_taken)
+        except BaseException:  # cleaned up, then raised on
+            self.audit.close()
             raise
-        if self.audit is not None:
-            mcp_server.call_listeners.append(self.audit)
-            mcp_server.approval_listeners.append(self.audit.approval)
+        mcp_server.call_listeners.append(self.audit)
+        mcp_server.approval_listeners.append(self.audit.approval)
 
-    def _serve(
-        self,
-        host: str,
-        port: int,
-        token: str,
-        allowed_origins: Iterable[str],
-        kernel_id: str | None,
-        any_port_if_taken: bool,
-    ) -> None:
-        notice = None
-        try:
-            sock = bind_socket(host, port)
-        except OSError:
-            if not any_port_if_taken or port == 0:
-                raise
-            sock = bind_socket(host, 0)
-            notice = (
-                f"port {port} (this kernel's earlier port) is taken now, so the server moved to port "
-                f"{sock.getsockname()[1]}: URL-based configs need the new URL (`%mcp config vscode|cursor`)"
-            )
-        self.host, self.port = sock.getsockname()[:2]
-        hosts, origins = loopback_names(self.host, self.port)
-        self.security = SecurityMiddleware(
-            self.mcp_server.app(), token=token, allowed_hosts=hosts, allowed_origins=[*origins, *allowed_origins]
+    def _serve(self, kernel_id: str | None, any_port_if_taken: bool) -> None:
+        settings = self.settings
+        self.endpoint = open_endpoint(
+            self.mcp_server.app(),
+            host=settings.ip,
+            port=settings.port,
+            token=settings.token,
+            allowed_origins=settings.allowed_origins,
+            any_port_if_taken=any_port_if_taken,
         )
+        notice = None
+        if self.endpoint.port != self.endpoint.requested_port:
+            notice = (
+                f"port {settings.port} (this kernel's earlier port) is taken now, so the server moved to port "
+                f"{self.endpoint.port}: URL-based configs need the new URL (`%mcp config vscode|cursor`)"
+            )
+        self.host, self.port = self.endpoint.host, self.endpoint.port
         capture.install()
         try:
-            self.running = RunningServer(self.security, sock)
-        except BaseException:
+            self.running = self.endpoint.serve_in_thread()
+        except BaseException:  # cleaned up, then raised on
             capture.uninstall()
+            self.endpoint.close()
             raise
         assert self.running.loop is not None
         self.mcp_server.attach_loop(self.running.loop)
-        shown = f"[{self.host}]" if ":" in self.host else self.host
         self.info = ServerInfo(
-            url=f"http://{shown}:{self.port}/mcp",
-            token=token,
+            url=self.endpoint.url,
+            token=settings.token,
             host=self.host,
             port=self.port,
             server_id=self.server_id,
@@ -182,32 +159,23 @@ class InKernelServer:
             notice=notice,
         )
         try:
-            self._write_connection_file()
-        except BaseException:
+            self._publish()
+        except BaseException:  # cleaned up, then raised on
             self.running.stop()
             self.mcp_server.close()
             capture.uninstall()
             raise
 
-    def _write_connection_file(self) -> None:
-        path = discovery.write_connection_file(
-            self.server_id,
-            {
-                "url": self.info.url,
-                "token": self.info.token,
-                "pid": os.getpid(),
-                "kernel_id": self.info.kernel_id,
-                "server_id": self.server_id,
-                "version": __version__,
-            },
+    def _publish(self) -> None:
+        path = self.endpoint.publish(
+            self.server_id, kernel_id=self.info.kernel_id, server_id=self.server_id, version=__version__
         )
         self.info.connection_file = str(path)
 
     def rotate_token(self) -> str:
         token = secrets.token_urlsafe(32)
-        self.security.set_token(token)
+        self.endpoint.set_token(token)  # rewrites the connection file
         self.info.token = token
-        self._write_connection_file()
         return token
 
     def stop(self) -> None:
@@ -216,10 +184,9 @@ class InKernelServer:
             self.running.stop()
         finally:
             self.mcp_server.close()
-            discovery.remove_connection_file(self.info.connection_file)
+            self.endpoint.close()
             capture.uninstall()
-            if self.audit is not None:
-                self.audit.close()
+            self.audit.close()
 
 
 @dataclass(frozen=True)
@@ -268,48 +235,21 @@ def start_server(
             mode = kept.mode
         if mode == "execute" and execute_runner is None:
             mode = "tools"  # no kernel to run code in (a plain Python process)
+        settings = dataclasses.replace(
+            InKernelSettings.from_config(config),
+            mode=mode,
+            port=kept.port if keep_port and kept is not None else config.port,
+            token=(kept.token if kept is not None and token is None else config.token) or secrets.token_urlsafe(32),
+        )
         server = NbMCPServer(
             registry if registry is not None else default_registry,
-            output_budget=config.output_budget,
-            image_max_px=config.image_max_px,
-            mode=mode,
-            approval_policy=config.approval_policy,
-            approval_timeout=config.approval_timeout,
-            main_thread_timeout=config.main_thread_timeout,
+            settings,
             main_thread_runner=main_thread_runner,
             execute_runner=execute_runner,
-            query_options={
-                "timeout": config.query_timeout,
-                "save_max_rows": config.query_save_max_rows,
-                "memory_limit": config.query_memory_limit,
-                "max_result_bytes": config.max_resource_bytes,
-                "save_max_bytes": config.query_save_max_bytes,
-                "max_spill_bytes": config.query_max_spill_bytes,
-            },
-            tool_timeout=config.tool_timeout,
-            max_tool_threads=config.max_tool_threads,
-            max_calls_per_client=config.max_calls_per_client,
-            max_abandoned_calls=config.max_abandoned_calls,
-            frame_limits=frames.Limits(
-                count_cap=config.count_cap,
-                max_resource_bytes=config.max_resource_bytes,
-                profile_rows=config.profile_rows,
-                profile_seconds=config.profile_seconds,
-            ),
-            icons=list(config.icons) or None,
         )
         try:
-            _current = InKernelServer(
-                server,
-                host=config.ip,
-                port=kept.port if keep_port and kept is not None else config.port,
-                token=(kept.token if kept is not None and token is None else config.token) or secrets.token_urlsafe(32),
-                allowed_origins=config.allowed_origins,
-                kernel_id=_kernel_id(),
-                config=config,
-                any_port_if_taken=keep_port,
-            )
-        except BaseException:
+            _current = InKernelServer(server, kernel_id=_kernel_id(), any_port_if_taken=keep_port)
+        except BaseException:  # cleaned up, then raised on
             server.close()  # unsubscribe from the registry: nothing serves this one
             raise
         if config.gc_freeze and not gc.get_freeze_count():  # once: a later start would freeze the user's objects
@@ -325,7 +265,7 @@ def stop_server() -> None:
         if server is not None:
             _kept = _Kept(
                 # The address as configured ("localhost" stays "localhost"), to compare with the next start's.
-                ip=server.config.ip if server.config is not None else server.info.host,
+                ip=server.settings.ip,
                 port=server.info.port,
                 token=server.info.token,
                 mode=server.mcp_server.mode,

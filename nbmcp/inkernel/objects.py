@@ -29,7 +29,6 @@ from mcp.shared.uri_template import UriTemplate
 from mcp.types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult, Resource, ResourceTemplate, TextContent
 
 from .. import content, frames
-from ..frames.jsonable import big_integer_columns, big_integers_note
 from .registry import ExposedObject, Registry, ResourceSpec, ToolSpec, parse_docstring
 from .untrusted import OBJECT_READ_SECONDS, ReadFailed, read_each, to_thread_limited
 
@@ -95,15 +94,18 @@ class ObjectViews:
         *,
         image_max_px: int,
         frame_limits: frames.Limits | None = None,
+        run_builtin: Callable[..., Awaitable[Any]] | None = None,
+        run_user: Callable[..., Awaitable[Any]] | None = None,
+        run_limited: Callable[[str, Callable[[], Any], float], Awaitable[Any]] | None = None,
     ) -> None:
         self.registry = registry
         self.outputs = outputs
         self.image_max_px = image_max_px
-        # How sync reads run, ``await run(uri, fn, *args)``: the server sets bounded pools, built-ins apart from users'.
-        self.run_builtin: Callable[..., Awaitable[Any]] = _to_thread
-        self.run_user: Callable[..., Awaitable[Any]] = _to_thread
+        # How sync reads run, ``await run(uri, fn, *args)``: bounded pools (the server's), built-ins apart.
+        self.run_builtin = run_builtin or _to_thread
+        self.run_user = run_user or _to_thread
         # ``await run_limited(key, fn, seconds)``: a built-in read with its own time limit (the server's read pool).
-        self.run_limited: Callable[[str, Callable[[], Any], float], Awaitable[Any]] = to_thread_limited
+        self.run_limited = run_limited or to_thread_limited
         self.object_read_seconds = OBJECT_READ_SECONDS
         self.frame_limits = frame_limits or frames.Limits()
 
@@ -411,18 +413,12 @@ def builtin_tool(
 def _page(
     name: str, source: frames.Source, offset: int, limit: int, columns: list[str] | None = None
 ) -> tuple[str, dict[str, Any]]:
-    records = source.page(offset, limit, columns)
-    count = source.count()  # after the page: a short last page makes a lazy source's count exact for free
-    # The page's own keys name its columns; only an empty page asks the source for them.
-    names = columns or (list(records[0]) if records else source.columns())
-    info = {"name": name, "offset": offset, "limit": limit, **count.fields(), "columns": names, "rows": records}
-    big = big_integer_columns(records, source.schema()) if records else []
-    if big:  # a client reads the strings as text otherwise
-        info.update(big_integers_as_strings=big, note=big_integers_note(big))
+    info = {"name": name, **frames.page_info(source, offset, limit, columns)}
+    records, count = info["rows"], frames.RowCount(info["total_rows"], info.get("rows_at_least") or info["total_rows"])
     if records:
         header = f"Rows {offset:,} to {offset + len(records) - 1:,} of {count.text()} in {name!r}"
-        header += f"\nnote: {info['note']}" if big else ""
-        return header + "\n\n" + frames.markdown_table(records, names), info
+        header += f"\nnote: {info['note']}" if "note" in info else ""
+        return header + "\n\n" + frames.markdown_table(records, info["columns"]), info
     return f"No rows at offset {offset}: {name!r} has {count.text()} rows", info
 
 

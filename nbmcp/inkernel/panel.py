@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import json
 import threading
 import time
 from typing import Any
@@ -20,11 +19,22 @@ import comm
 import ipywidgets as w
 
 from .approvals import PendingApproval, broker
-from .panel_state import PanelHub, PanelState, abandoned_note, hub
+from .panel_state import (
+    OUTCOME_COLORS,
+    PanelHub,
+    PanelShown,
+    PanelState,
+    ShownApproval,
+    ShownControl,
+    abandoned_note,
+    arguments_text,
+    clock,
+    html_table,
+    hub,
+)
 
 __all__ = ["Panel", "current_panel", "open_panels", "show_panel"]
 
-ARGUMENTS_SHOWN = 2_000  # characters of a pending call's arguments shown in the panel
 MODES = ("read-only", "tools", "execute")
 POLICIES = ("ask", "all", "none", "client")
 
@@ -65,40 +75,12 @@ def _close_tree(widget: w.Widget) -> None:
         widget.close()
 
 
-# -- drawing -------------------------------------------------------------------------------------
-
-_CSS = "font-size:12px;border-collapse:collapse"
-_CELL = "padding:1px 8px 1px 0;text-align:left;white-space:nowrap"
-_OUTCOME_COLORS = {"ok": "#1a7f37", "error": "#cf222e", "denied": "#9a6700"}
-
-
-def _table(headers: list[str], rows: list[list[str]], empty: str) -> str:
-    if not rows:
-        return f"<i style='font-size:12px'>{html.escape(empty)}</i>"
-    head = "".join(f"<th style='{_CELL}'>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td style='{_CELL}'>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f"<table style='{_CSS}'><tr>{head}</tr>{body}</table>"
-
-
-def _clock(stamp: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(stamp))
-
-
-def _arguments_text(arguments: dict[str, Any]) -> str:
-    try:
-        text = json.dumps(arguments, indent=1, ensure_ascii=False, default=repr)
-    except Exception:
-        text = repr(arguments)
-    if len(text) > ARGUMENTS_SHOWN:
-        text = text[:ARGUMENTS_SHOWN] + f"\n… {len(text) - ARGUMENTS_SHOWN} more characters"
-    return text
-
-
 class Panel(w.VBox):
     """The nbmcp panel (an ipywidgets ``VBox``); also the Python API its buttons call.
 
     ``approve()`` / ``deny()`` decide the oldest pending call (or the one with the given id); ``mode``,
-    ``approval_policy`` and ``approval_timeout`` read and set the server's settings.
+    ``approval_policy`` and ``approval_timeout`` read and set the server's settings; ``shown`` reads back what
+    the panel shows.
     """
 
     def __init__(self, hub: PanelHub = hub, **kwargs: Any) -> None:
@@ -236,6 +218,23 @@ class Panel(w.VBox):
             raise ValueError(f"the approval timeout must be positive, not {seconds!r}")
         self._hub.require_server().approval_timeout = float(seconds)
         self._hub.wake()
+
+    @property
+    def shown(self) -> PanelShown:
+        """What the panel shows now (read-only): its texts and controls as drawn, e.g. for a test."""
+        with self._lock:
+            return PanelShown(
+                header=self._header.value,
+                message=self._message.value,
+                approvals_title=self._approvals_title.value,
+                approvals={request_id: ShownApproval.of(row) for request_id, row in self._approval_rows.items()},
+                calls=self._calls.value,
+                clients=self._clients.value,
+                mode=ShownControl.of(self._mode),
+                policy=ShownControl.of(self._policy),
+                timeout=ShownControl.of(self._timeout),
+                toggles={key: ShownControl.of(t) for key, t in self._toggles.items() if key[0] != "empty"},
+            )
 
     def refresh(self) -> None:
         """Redraw now (the panel also redraws by itself on every change)."""
@@ -380,10 +379,10 @@ class Panel(w.VBox):
     def _approval_text(request: PendingApproval, left: float) -> str:
         return (
             f"<div style='font-size:12px'><b>{html.escape(request.client)}</b> wants to call "
-            f"<code>{html.escape(request.tool)}</code> <span style='color:#57606a'>(asked {_clock(request.created)}, "
+            f"<code>{html.escape(request.tool)}</code> <span style='color:#57606a'>(asked {clock(request.created)}, "
             f"denied in {left:.0f} s without an answer)</span>"
             f"<pre style='margin:2px 0;max-height:160px;overflow:auto;font-size:11px'>"
-            f"{html.escape(_arguments_text(request.arguments))}</pre></div>"
+            f"{html.escape(arguments_text(request.arguments))}</pre></div>"
         )
 
     def _approval_row(self, request: PendingApproval) -> w.HBox:
@@ -403,19 +402,19 @@ class Panel(w.VBox):
     def _draw_tables(self, state: PanelState) -> None:
         calls = [
             [
-                _clock(c.time),
+                clock(c.time),
                 html.escape(c.client[:24]),
                 c.kind,
                 f"<code>{html.escape(c.name[:48])}</code>",
                 f"{c.duration_ms:.1f} ms",
-                f"<span style='color:{_OUTCOME_COLORS.get(c.outcome, '#000')}'"
+                f"<span style='color:{OUTCOME_COLORS.get(c.outcome, '#000')}'"
                 f" title='{html.escape(c.error or '', quote=True)}'>{c.outcome}</span>",
             ]
             for c in reversed(state.calls)
         ]
         self._set_if_changed(
             self._calls,
-            value=_table(["time", "client", "kind", "name", "duration", "outcome"], calls, "No calls yet."),
+            value=html_table(["time", "client", "kind", "name", "duration", "outcome"], calls, "No calls yet."),
         )
         clients = [
             [
@@ -423,13 +422,13 @@ class Panel(w.VBox):
                 html.escape(c.version or ""),
                 html.escape(c.protocol_version),
                 str(c.requests),
-                _clock(c.last_seen),
+                clock(c.last_seen),
             ]
             for c in state.clients
         ]
         self._set_if_changed(
             self._clients,
-            value=_table(["client", "version", "protocol", "requests", "last seen"], clients, "No client yet."),
+            value=html_table(["client", "version", "protocol", "requests", "last seen"], clients, "No client yet."),
         )
 
     def _draw_toggles(self, state: PanelState) -> None:

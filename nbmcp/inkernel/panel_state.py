@@ -7,12 +7,15 @@ panel open, the broker lets go and approvals are denied at once.
 Threads: server events (calls, list changes, approval requests) only set a flag; one updater thread takes a
 :class:`PanelState` from the servers' public snapshots and redraws the panels, at most every ``MIN_INTERVAL``
 seconds, so a call is not slowed by drawing and the panel updates while a cell runs. No widgets here: a panel
-is anything with ``is_open``, ``created`` and ``draw(state)``.
+is anything with ``is_open``, ``created`` and ``draw(state)``; the text it draws (tables, times, a call's
+arguments) is made here, and :class:`PanelShown` is what a drawn panel shows, read back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import html
+import json
 import threading
 import time
 import weakref
@@ -26,11 +29,25 @@ if TYPE_CHECKING:
     from .registry import ToolSpec
     from .server import CallRecord, ClientRecord, NbMCPServer
 
-__all__ = ["CALLS_SHOWN", "PanelHub", "PanelState", "PanelView", "abandoned_note", "hub"]
+__all__ = [
+    "CALLS_SHOWN",
+    "PanelHub",
+    "PanelShown",
+    "PanelState",
+    "PanelView",
+    "ShownApproval",
+    "ShownControl",
+    "abandoned_note",
+    "arguments_text",
+    "clock",
+    "html_table",
+    "hub",
+]
 
 MIN_INTERVAL = 0.05  # seconds between redraws at most (bursts of calls coalesce)
 IDLE_INTERVAL = 1.0  # seconds between checks for a started/stopped server and approval countdowns
 CALLS_SHOWN = 15
+ARGUMENTS_SHOWN = 2_000  # characters of a pending call's arguments shown in the panel
 
 
 class PanelView(Protocol):
@@ -65,6 +82,85 @@ class PanelState:
     audit: str | None = None  # the audit log's path
     abandoned: dict[str, int] = field(default_factory=dict)  # tool -> timed-out calls whose threads still run
     max_abandoned: int = 0  # past this many, a tool is refused
+
+
+@dataclass(frozen=True)
+class ShownControl:
+    """One control of a drawn panel: its label, value, whether it is greyed out, and the id of its widget model
+    (where a frontend sends a click on it)."""
+
+    label: str
+    value: Any
+    disabled: bool
+    model_id: str
+
+    @classmethod
+    def of(cls, control: Any) -> ShownControl:
+        """Read an ipywidgets control: ``description``, ``value`` (None for a button), ``disabled``, ``model_id``."""
+        return cls(control.description, getattr(control, "value", None), control.disabled, control.model_id)
+
+
+@dataclass(frozen=True)
+class ShownApproval:
+    """A pending call as a drawn panel shows it: the request (HTML) and its two buttons."""
+
+    text: str
+    approve: ShownControl
+    deny: ShownControl
+
+    @classmethod
+    def of(cls, row: Any) -> ShownApproval:
+        """Read a pending call's row: a box of the request's HTML, then the Approve and Deny buttons."""
+        text, approve, deny = row.children
+        return cls(text.value, ShownControl.of(approve), ShownControl.of(deny))
+
+
+@dataclass(frozen=True)
+class PanelShown:
+    """What a panel shows at one moment, read back from its widgets: the texts are the HTML drawn."""
+
+    header: str  # server, URL, mode and clients, or "not running"
+    message: str  # why a change failed, abandoned calls
+    approvals_title: str  # the line above the pending calls
+    approvals: dict[str, ShownApproval]  # request id -> its row, oldest first
+    calls: str  # the Calls tab's table
+    clients: str  # the Clients tab's table
+    mode: ShownControl
+    policy: ShownControl
+    timeout: ShownControl
+    toggles: dict[tuple[str, str], ShownControl]  # ("builtin"|"tools"|"objects"|"resources", name) -> checkbox
+
+
+# -- the text a panel draws ----------------------------------------------------------------------
+
+_CSS = "font-size:12px;border-collapse:collapse"
+_CELL = "padding:1px 8px 1px 0;text-align:left;white-space:nowrap"
+OUTCOME_COLORS = {"ok": "#1a7f37", "error": "#cf222e", "denied": "#9a6700"}
+
+
+def html_table(headers: list[str], rows: list[list[str]], empty: str) -> str:
+    """A small HTML table (``rows`` are HTML already), or ``empty`` in italics when there are no rows."""
+    if not rows:
+        return f"<i style='font-size:12px'>{html.escape(empty)}</i>"
+    head = "".join(f"<th style='{_CELL}'>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td style='{_CELL}'>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table style='{_CSS}'><tr>{head}</tr>{body}</table>"
+
+
+def clock(stamp: float) -> str:
+    """A ``time.time()`` stamp as the local time of day."""
+    return time.strftime("%H:%M:%S", time.localtime(stamp))
+
+
+def arguments_text(arguments: dict[str, Any]) -> str:
+    """A pending call's arguments as indented JSON (repr if they are not JSON), cut at ``ARGUMENTS_SHOWN``."""
+    try:
+        text = json.dumps(arguments, indent=1, ensure_ascii=False, default=repr)
+    except Exception:
+        text = repr(arguments)
+    if len(text) > ARGUMENTS_SHOWN:
+        text = text[:ARGUMENTS_SHOWN] + f"\n… {len(text) - ARGUMENTS_SHOWN} more characters"
+    return text
 
 
 def abandoned_note(abandoned: dict[str, int], limit: int) -> str:

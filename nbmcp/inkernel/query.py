@@ -1,9 +1,9 @@
 """The built-in ``query`` tool: read-only SQL over the exposed frames, served in every mode.
 
 The engine and its safety checks are :mod:`nbmcp.frames.sql`; this module picks the sources (the enabled
-exposed objects SQL can read), turns a result into a markdown table plus structured rows shaped like
-``read_rows``' and, for ``save_as``, exposes the result as a new object. ``save_as`` never replaces an
-object the notebook exposed, only earlier results of ``query``.
+exposed objects SQL can read), answers as ``nbmcp serve`` does (:mod:`nbmcp.frames.query_answer`) and, for
+``save_as``, exposes the result as a new object. ``save_as`` never replaces an object the notebook exposed, only
+earlier results of ``query``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from mcp.types import CallToolResult, TextContent
 
 from .. import frames
-from ..frames import sql
+from ..frames import query_answer, sql
 from .objects import builtin_tool
 from .registry import Registry, ToolSpec
 
@@ -78,41 +78,23 @@ class QueryTool:
             save_max_bytes=self.save_max_bytes,
             max_spill_bytes=self.max_spill_bytes,
         )
-        table = result.rows
-        columns = list(table.column_names)
-        records = frames.page(table, 0, table.num_rows) if table.num_rows else []
-        info: dict[str, Any] = {
-            "columns": columns,
-            "rows": records,
-            "row_count": len(records),
-            "more": result.more,
-            "engine": result.engine,
-            "elapsed_ms": round(result.elapsed_s * 1000, 1),
-            "tables": result.tables,
-            "notes": result.notes,
-            "cut": result.cut,
-            "big_integers_as_strings": result.big_integers,
-        }
-        shown = f"{len(records):,} rows" + (f" (the first {limit}; the result has more)" if result.more else "")
-        header = f"{shown} from {result.engine} in {result.elapsed_s * 1000:.0f} ms"
+        info = query_answer.payload(
+            result,
+            sql.shown_records(result.rows),
+            save_as=save_as,
+            save_max_rows=self.save_max_rows,
+            save_max_bytes=self.save_max_bytes,
+        )
         if save_as is not None:
-            saved = result.saved
-            self.registry.expose(saved, save_as, description=f"query result: {sql_text.strip()[:200]}")
-            self._saved[save_as] = id(saved)
-            info["saved_as"] = {"name": save_as, "rows": saved.num_rows, "truncated": result.saved_truncated}
-            cut = (
-                f", cut at {self.save_max_rows:,} rows (c.NbMCP.query_save_max_rows)" if result.saved_truncated else ""
-            )
-            if result.saved_over_bytes:
-                cut = f", cut at {self.save_max_bytes:,} bytes (c.NbMCP.query_save_max_bytes)"
-            header += f"; saved as {save_as!r} ({saved.num_rows:,} rows{cut}): page it with read_rows({save_as!r})"
-        header += "".join(f"\nnote: {note}" for note in result.notes)
-        body = frames.markdown_table(records, columns) if records else "(no rows)"
-        return CallToolResult(content=[TextContent(type="text", text=header + "\n\n" + body)], structured_content=info)
+            self.registry.expose(result.saved, save_as, description=f"query result: {sql_text.strip()[:200]}")
+            self._saved[save_as] = id(result.saved)
+        text = query_answer.answer_text(info, frames.markdown_table)
+        return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=info)
 
     def _check_save_name(self, name: Any) -> None:
-        if not isinstance(name, str) or not name.isidentifier():
-            raise sql.QueryRefused(f"save_as must be a name made of letters, digits and _, got {name!r}")
+        problem = query_answer.save_as_problem(name)
+        if problem is not None:
+            raise sql.QueryRefused(problem)
         exposed = self.registry.snapshot().objects.get(name)
         if exposed is not None and id(exposed.target) != self._saved.get(name):
             raise sql.QueryRefused(

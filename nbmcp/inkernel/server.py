@@ -25,16 +25,16 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import INTERNAL_ERROR, BlobResourceContents, ReadResourceResult, Resource, ResourceTemplate
 from mcp.types import Tool as MCPTool
 
-from .. import content, frames
+from .. import content
 from .._version import __version__
 from ..exceptions import ToolTimeout
 from ..sdk import ToolServer, announce_list_changes, quiet_mcp_server
 from ..tasks import owner_middleware, tasks_extension
 from . import logs, prompts, structured, toolmeta
 from .activity import Activity, CallRecord, ClientRecord
-from .background import BackgroundExecutes
 from .calls import Approver, CallPipeline, MainThreadRunner
 from .completion import Completions
+from .config import InKernelSettings
 from .notifications import Notifier
 from .objects import OBJECT_TEMPLATES, Base64Blob, ObjectViews, builtin_tool
 from .query import QueryTool
@@ -134,7 +134,8 @@ def _filled(item: Any, encoded: list[str]) -> Any:
 
 
 class NbMCPServer:
-    """A registry served as MCP, plus the built-in object tools and resources.
+    """A registry served as MCP, plus the built-in object tools and resources, as ``settings`` say (None: the
+    defaults of ``c.NbMCP``).
 
     ``main_thread_runner`` runs a callable on the kernel's main thread between cells and ``execute_runner``
     runs code in the user's namespace (both given by the IPython extension); ``approver`` asks the
@@ -144,60 +145,56 @@ class NbMCPServer:
     def __init__(
         self,
         registry: Registry,
+        settings: InKernelSettings | None = None,
         *,
-        name: str = "nbmcp",
-        instructions: str | None = None,
-        output_budget: int = content.DEFAULT_OUTPUT_BUDGET,
-        image_max_px: int = content.DEFAULT_IMAGE_MAX_PX,
-        mode: str = "tools",
-        approval_policy: str = "ask",
-        approval_timeout: float = 120.0,
-        main_thread_timeout: float = 60.0,
         main_thread_runner: MainThreadRunner | None = None,
         execute_runner: Callable[[str], Any] | None = None,
-        query_options: dict[str, Any] | None = None,
-        tool_timeout: float | None = 60.0,
-        max_tool_threads: int = 40,
-        max_calls_per_client: int = 8,
-        max_abandoned_calls: int = 4,
-        frame_limits: frames.Limits | None = None,
-        icons: list[Any] | None = None,
     ) -> None:
+        settings = settings if settings is not None else InKernelSettings.from_config()
+        if settings.mode not in MODES:
+            raise ValueError(f"mode must be 'read-only', 'tools' or 'execute', not {settings.mode!r}")
+        self.settings = settings
         self.registry = registry
-        self.output_budget = output_budget
-        self.image_max_px = image_max_px
+        self.output_budget = settings.output_budget
+        self.image_max_px = settings.image_max_px
         self.execute_runner = execute_runner
-        self.approval_timeout = approval_timeout
         self.change_listeners: list[Callable[[str], None]] = []
         self.outputs = content.OutputStore()
         self._lock = threading.RLock()
-        self._mode = mode
+        self._mode = settings.mode
         self._served_tools: dict[str, ToolSpec] = {}
         self._served_prompts: dict[str, PromptSpec] = {}
 
         # User code and the built-in reads run in separate pools: no number of stuck user calls blocks a read.
         self.tool_pool = WorkerPool(
-            max_running=max_tool_threads, max_per_client=max_calls_per_client, max_abandoned=max_abandoned_calls
+            max_running=settings.max_tool_threads,
+            max_per_client=settings.max_calls_per_client,
+            max_abandoned=settings.max_abandoned_calls,
         )
         self.read_pool = WorkerPool(max_running=READ_THREADS, what="built-in reads", setting="nbmcp's read pool")
-        self.views = ObjectViews(registry, self.outputs, image_max_px=image_max_px, frame_limits=frame_limits)
-        self.views.run_builtin = self._run_builtin_read
-        self.views.run_user = self._run_user_read
-        self.views.run_limited = self._run_limited_read
+        self.views = ObjectViews(
+            registry,
+            self.outputs,
+            image_max_px=settings.image_max_px,
+            frame_limits=settings.frame_limits,
+            run_builtin=self._run_builtin_read,
+            run_user=self._run_user_read,
+            run_limited=self._run_limited_read,
+        )
         self._pipeline = CallPipeline(
             outputs=self.outputs,
-            output_budget=output_budget,
-            image_max_px=image_max_px,
-            approval_policy=approval_policy,
-            main_thread_timeout=main_thread_timeout,
+            output_budget=settings.output_budget,
+            image_max_px=settings.image_max_px,
+            approval_policy=settings.approval_policy,
+            approval_timeout=settings.approval_timeout,
+            main_thread_timeout=settings.main_thread_timeout,
             main_thread_runner=main_thread_runner,
-            tool_timeout=tool_timeout or None,
+            tool_timeout=settings.tool_timeout or None,
             tools=self.tool_pool,
             reads=self.read_pool,
+            background_tools={"execute"},
+            result_meta={"view_object": TOOL_META},
         )
-        self._pipeline.approval_timeout = lambda: float(self.approval_timeout)  # for approvals asked of the client
-        self._pipeline.background = BackgroundExecutes(self._pipeline)
-        self._pipeline.background_tools.add("execute")
         self._activity = Activity(self._lock, on_new_client=lambda: self._changed("clients"))
         self._notifier = Notifier(self._lock, self.views.watched_value)
         self.call_listeners: list[Callable[[CallRecord], None]] = self._activity.call_listeners
@@ -205,10 +202,10 @@ class NbMCPServer:
         self.mcp = quiet_mcp_server(
             lambda: _RegistryBackedMCP(
                 self.views,
-                name=name,
+                name="nbmcp",
                 version=__version__,
-                instructions=instructions or INSTRUCTIONS,
-                icons=toolmeta.icons_of(check_icons(icons, label="the server")),
+                instructions=INSTRUCTIONS,
+                icons=toolmeta.icons_of(check_icons(list(settings.icons) or None, label="the server")),
                 subscriptions=self._notifier.bus,
                 warn_on_duplicate_tools=False,
                 warn_on_duplicate_prompts=False,
@@ -234,7 +231,7 @@ class NbMCPServer:
         # Code execution in the user's kernel always asks the owner, and runs between cells.
         execute = builtin_tool(self._execute, name="execute", requires_approval=True, main_thread=True)
         # query is read-only: served in every mode, like the other read tools.
-        self.query = QueryTool(registry, **(query_options or {}))
+        self.query = QueryTool(registry, **settings.query_options)
         self._builtin_tools = {
             **self.views.read_tools(),
             "query": self.query.spec(),
@@ -242,7 +239,6 @@ class NbMCPServer:
             "execute": execute,
         }
         self._builtin_tools.update(self._pipeline.background.tools())  # task_*: served with execute
-        self._pipeline.result_meta["view_object"] = TOOL_META
         self._unsubscribe = registry.subscribe(self._on_registry_event)
         self.sync_all()
 
@@ -320,6 +316,15 @@ class NbMCPServer:
     def approval_listeners(self) -> list[Callable[[str, str, str, bool, str], None]]:
         """Told every approval decision: ``(tool, client, decided_by, approved, reason)`` (the audit log)."""
         return self._pipeline.approval_listeners
+
+    @property
+    def approval_timeout(self) -> float:
+        """Seconds an approval waits for its answer (the panel and ``%mcp approval`` may change it)."""
+        return self._pipeline.approval_timeout
+
+    @approval_timeout.setter
+    def approval_timeout(self, seconds: float) -> None:
+        self._pipeline.approval_timeout = float(seconds)
 
     @property
     def approval_policy(self) -> str:

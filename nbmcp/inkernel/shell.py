@@ -7,6 +7,7 @@ that however the server starts, it gets the same hooks and prints the same banne
 from __future__ import annotations
 
 import ast
+import asyncio
 import concurrent.futures
 import contextlib
 import sys
@@ -56,7 +57,10 @@ def main_thread_runner(shell: Any) -> Callable[[Callable[[], Any]], concurrent.f
                         result = fn()
                 else:
                     result = fn()
-            except BaseException as exc:
+            except asyncio.CancelledError:  # the kernel's loop is stopping: the caller learns of it, the cancel goes on
+                future.set_exception(RuntimeError("the kernel's event loop stopped before the call finished"))
+                raise
+            except BaseException as exc:  # fn's KeyboardInterrupt/SystemExit: its caller's, never the human's loop's
                 future.set_exception(exc)
             else:
                 future.set_result(result)

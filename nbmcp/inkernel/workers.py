@@ -248,7 +248,9 @@ class WorkerPool:
             call.thread_id = threading.get_ident()  # from here on an asynchronous exception is caught below
             if not call.abandoned:  # abandoned before it started: do not start it
                 value = context.run(fn)
-        except BaseException as exc:  # CallAbandoned too: it ends here, quietly
+        # A worker thread, no event loop: nothing to cancel here. Every failure goes to the awaiting future
+        # (set below); CallAbandoned, sent when that future's caller went away, ends here, quietly.
+        except BaseException as exc:
             error = exc
         finally:
             # The asynchronous exception may arrive even now: leave idempotently until it has been cleared.

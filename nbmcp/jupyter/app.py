@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -56,7 +55,7 @@ class NbMCPServerExtension(ExtensionApp):
         self.upstreams: UpstreamPool | None = None
         self.kernel_servers = KernelServers()  # where each kernel's in-kernel server listens
         self._serving: asyncio.Future[Any] | None = None
-        self._sock: Any = None
+        self._endpoint: Any = None
         self._url: str | None = None
         self._token: str | None = None
         # on a Hub with nbmcp's OAuth service: the checks of its access tokens (None: Jupyter's auth only)
@@ -105,11 +104,15 @@ class NbMCPServerExtension(ExtensionApp):
         return self._url, self._token
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        from .shutdown import end_with_the_server
+
+        # a Hub's SIGINT, with no terminal, must stop the server, and its exit must not wait on anyio's threads
+        end_with_the_server(serverapp, asyncio.get_running_loop())
         await self.start_mcp()
 
     async def start_mcp(self) -> None:
         """Serve the MCP app on this server's event loop (its managers are not thread-safe)."""
-        from ..transport import SecurityMiddleware, bind_socket, loopback_names, serve_app
+        from ..transport import open_endpoint
         from .kernels import JupyterKernels
         from .live import SharedNotebooks
         from .tools import build_server
@@ -133,17 +136,20 @@ class NbMCPServerExtension(ExtensionApp):
             output_budget=self.output_budget or None,
         ).mcp
         self.upstreams = UpstreamPool()
-        self._sock = bind_socket("127.0.0.1", 0)
-        port = self._sock.getsockname()[1]
-        hosts, _ = loopback_names("127.0.0.1", port)
         token = secrets.token_urlsafe(32)
-        app = SecurityMiddleware(
-            self.mcp_server.streamable_http_app(host="127.0.0.1"), token=token, allowed_hosts=hosts
+        # only this server's forwarding handlers call it: no browser origin is allowed
+        self._endpoint = open_endpoint(
+            self.mcp_server.streamable_http_app(host="127.0.0.1"),
+            host="127.0.0.1",
+            port=0,
+            token=token,
+            own_origins=False,
         )
         started = asyncio.Event()
         # the forwarding handlers reuse pooled connections: keep idle ones open between requests
+        # a stop waits at most a second for open requests (an assistant's event stream never ends by itself)
         self._serving = asyncio.ensure_future(
-            serve_app(app, self._sock, on_started=started.set, timeout_keep_alive=300)
+            self._endpoint.serve(on_started=started.set, timeout_keep_alive=300, stop_timeout=1.0)
         )
         waiter = asyncio.ensure_future(started.wait())
         await asyncio.wait([waiter, self._serving], timeout=30, return_when=asyncio.FIRST_COMPLETED)
@@ -152,7 +158,7 @@ class NbMCPServerExtension(ExtensionApp):
             await self.stop_extension()
             serverapp.log.error("nbmcp: the MCP app did not start; nbmcp/mcp answers 503")
             return
-        self._url, self._token = f"http://127.0.0.1:{port}/mcp", token
+        self._url, self._token = self._endpoint.url, token
         serverapp.log.info("nbmcp: MCP at %snbmcp/mcp and %snbmcp/kernels/{kernel_id}/mcp", *[serverapp.base_url] * 2)
 
     async def stop_extension(self) -> None:
@@ -163,10 +169,12 @@ class NbMCPServerExtension(ExtensionApp):
         if self.upstreams is not None:
             await self.upstreams.aclose()
         if self._serving is not None:
-            with contextlib.suppress(BaseException):
-                await self._serving
+            # bounded by its stop_timeout; its own failures are logged there, and our cancellation goes through
+            await asyncio.wait([self._serving])
+            if not self._serving.cancelled() and self._serving.exception() is not None:
+                self.log.warning("nbmcp: the MCP app failed", exc_info=self._serving.exception())
         if self.kernels is not None:
             await self.kernels.close_all()
-        if self._sock is not None:
-            self._sock.close()
-        self._serving = self._sock = None
+        if self._endpoint is not None:
+            self._endpoint.close()
+        self._serving = self._endpoint = None

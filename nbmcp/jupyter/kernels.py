@@ -1,31 +1,38 @@
 """The Jupyter Server's kernels and notebooks, as the kernel source of ``nbmcp serve``'s tools.
 
-:class:`JupyterKernels` says which notebook runs on which kernel and hands the tools of
-:mod:`.tools` (``{base_url}nbmcp/mcp``) the kernel a call selected (:data:`selected_kernel`). Kernels are
-reached by attaching to their connection files (the human's kernel, never a new one); nbmcp never shuts a
-Jupyter kernel down.
+:class:`JupyterKernels` says which notebook runs on which kernel, adds the ``notebook`` argument to serve's kernel
+tools (its :attr:`~JupyterKernels.selector`) and hands them the kernel a call selected (:data:`selected_kernel`).
+Kernels are reached by attaching to their connection files (the human's kernel, never a new one); nbmcp never
+shuts a Jupyter kernel down, and restarts one only through the Jupyter Server, which owns it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
+import logging
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult
 
 from ..exceptions import KernelSessionError
-from ..serve import KernelHandle, attach_kernel
+from ..serve import KernelHandle, KernelSelector, attach_kernel
 from .live import LiveKernelHandle, SharedNotebooks
 
-__all__ = ["JupyterKernels", "recording_path", "selected_kernel"]
+__all__ = ["NOTEBOOK", "JupyterKernels", "recording_path", "selected_kernel"]
 
-# The kernel the current tool call acts on (set by the tools of .tools, read by ``JupyterKernels.get``).
+log = logging.getLogger(__name__)
+
+# The kernel the current tool call acts on (set by ``JupyterKernels.run_on``, read by ``JupyterKernels.get``).
 selected_kernel: contextvars.ContextVar[str | None] = contextvars.ContextVar("nbmcp_jupyter_kernel", default=None)
+
+# What the `notebook` argument of serve's kernel tools says on a Jupyter Server.
+NOTEBOOK = "Notebook path (as in list_notebooks) or kernel id; optional when one kernel runs."
 
 
 class JupyterKernels:
@@ -107,7 +114,24 @@ class JupyterKernels:
                 raise ToolError(f"{notebook!r} matches several kernels: " + _listing(found))
         raise ToolError(f"no notebook or kernel {notebook!r} on this Jupyter Server; running: " + _listing(entries))
 
-    # -- the kernel source of nbmcp.serve.build_server
+    # -- the kernel source of serve's kernel tools
+    @property
+    def selector(self) -> KernelSelector:
+        """The ``notebook`` argument of serve's kernel tools here: which notebook's kernel a call acts on."""
+        return KernelSelector("notebook", NOTEBOOK, self.run_on)
+
+    async def run_on(self, notebook: str | None, call: Callable[[], Awaitable[CallToolResult]]) -> CallToolResult:
+        """``call()`` on the kernel of ``notebook`` (see :meth:`resolve`); its result names the notebooks on it."""
+        kernel_id, paths = await self.resolve(notebook)
+        token = selected_kernel.set(kernel_id)
+        try:
+            result = await call()
+        finally:
+            selected_kernel.reset(token)
+        if isinstance(result, CallToolResult) and isinstance(result.structured_content, dict):
+            result.structured_content["notebooks"] = paths
+        return result
+
     async def get(self, ctx: Context | None) -> KernelHandle:
         kernel_id = selected_kernel.get()
         if kernel_id is None:
@@ -134,6 +158,15 @@ class JupyterKernels:
         except KernelSessionError as exc:
             self._handles.pop(kernel_id, None)
             raise ToolError(f"cannot reach kernel {kernel_id}: {exc}") from exc
+
+    async def restart(self, kernel_id: str) -> KernelHandle:
+        """Restart ``kernel_id`` through the Jupyter Server (its owner: the notebook stays on it, and its frontend
+        sees the restart), then attach to the fresh process."""
+        task = self._handles.pop(kernel_id, None)
+        if task is not None:
+            task.add_done_callback(self._close_later)  # the old process's channels
+        await self.kernel_manager.restart_kernel(kernel_id)  # waits until the fresh process answers
+        return await self.handle(kernel_id)
 
     async def _attach(self, kernel_id: str) -> KernelHandle:
         try:
@@ -173,9 +206,15 @@ class JupyterKernels:
         """Disconnect from every kernel (they belong to the Jupyter Server: none is shut down)."""
         self._closed = True
         tasks, self._handles = list(self._handles.values()), {}
+        if tasks:
+            await asyncio.wait(tasks)  # attaches still under way end first; a cancellation of ours goes through
         for task in tasks:
-            with contextlib.suppress(BaseException):
-                await (await task).close()
+            if task.cancelled() or task.exception() is not None:
+                continue  # never attached: nothing to disconnect
+            try:
+                await task.result().close()
+            except Exception:  # one kernel's failed disconnect does not keep the others connected
+                log.warning("nbmcp: could not disconnect from a kernel", exc_info=True)
 
 
 def recording_path(root: Path, kernel_id: str, notebooks: list[str]) -> Path:

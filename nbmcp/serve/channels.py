@@ -15,6 +15,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ..cancellation import cancel_and_wait
+
 __all__ = ["Dispatch", "Inbox", "KernelChannels", "WebSocketChannels", "ZMQChannels", "synthetic_status"]
 
 Dispatch = Callable[[str, dict[str, Any]], None]
@@ -89,11 +91,7 @@ class ZMQChannels:
 
     async def close(self) -> None:
         self.closed = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel_and_wait(*self._tasks)
         with contextlib.suppress(Exception):
             self.client.stop_channels()
 
@@ -160,9 +158,7 @@ class WebSocketChannels:
         if self._ws is not None:
             self._ws.close()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+            await cancel_and_wait(self._task)
 
 
 def synthetic_status(state: str) -> dict[str, Any]:

@@ -100,12 +100,15 @@ class KernelRequests(MessageRouter):
         interrupt: bool,
         on_outputs: OutputsCallback | None = None,
     ) -> ExecutionOutcome:
-        if subshell_id is None and self._draining is not None and not self._draining.done():
-            # a cell sent before the cancelled one has stopped would be aborted (stop_on_error) when it raises
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(self._draining)
-        msg = self._new_msg("execute_request", content, subshell_id)
+        # This request's outcome from now on: cancelled before it is sent, it is this empty one (nothing ran), not
+        # the previous request's, which a caller would take for what its code did.
         outcome = self.last_outcome = ExecutionOutcome(output_limit=self.output_limit)
+        if subshell_id is None and self._draining is not None and not self._draining.done():
+            # A cell sent before the cancelled one has stopped would be aborted (stop_on_error) when it raises.
+            # ``wait`` neither raises the drain's own end nor cancels it, and lets *our* cancellation through: a
+            # caller that went away meanwhile must not go on to send its code.
+            await asyncio.wait([self._draining])
+        msg = self._new_msg("execute_request", content, subshell_id)
         try:
             return await run_execute(
                 self._link,

@@ -300,7 +300,6 @@ class NotebookFiles:
 
         results: list[dict[str, Any]] = []
         ran: dict[str, tuple[str, list[dict], int | None]] = {}
-        failure: BaseException | None = None
         try:
             for cell in to_run:
                 source = _text(cell.get("source", ""))
@@ -312,37 +311,48 @@ class NotebookFiles:
                 ran[cell["id"]] = (source, outputs, count)
                 if status != "ok":
                     break
-        except BaseException as exc:
-            failure = exc
-
-        new_version = current
-        not_written: list[str] = []
-        if ran:
-            with self._lock(real):
-                fresh, _ = self._load(real)
-                fresh_by_id = {c["id"]: c for c in fresh.cells}
-                for cid, (source, outputs, count) in ran.items():
-                    cell = fresh_by_id.get(cid)
-                    if cell is None or cell["cell_type"] != "code" or _text(cell.get("source", "")) != source:
-                        not_written.append(cid)
-                        continue
-                    cell["outputs"] = [nbformat.from_dict(copy.deepcopy(o)) for o in outputs]
-                    cell["execution_count"] = count
-                if len(not_written) < len(ran):
-                    try:
-                        new_version = write_notebook_atomic(fresh, real)
-                    except Exception as exc:
-                        if failure is None:
-                            raise
-                        raise failure from exc
-        if failure is not None:
-            raise failure
+        except BaseException as failure:  # the kernel died, the call was cancelled: what finished is still written
+            self._write_outputs(real, ran, current, failure)
+            raise
+        new_version, not_written = self._write_outputs(real, ran, current, None)
         return {
             "path": self.relative(real),
             "version": new_version,
             "results": results,
             "not_written": not_written,
         }
+
+    def _write_outputs(
+        self,
+        real: Path,
+        ran: dict[str, tuple[str, list[dict], int | None]],
+        current: str,
+        failure: BaseException | None,
+    ) -> tuple[str, list[str]]:
+        """Merge the outputs of the cells that ran into the notebook as it is on disk now: its version then, and
+        the cells not written (deleted, or their source changed meanwhile). A failed write raises ``failure``
+        (the run's own), when there is one, from the write's error."""
+        not_written: list[str] = []
+        if not ran:
+            return current, not_written
+        with self._lock(real):
+            fresh, _ = self._load(real)
+            fresh_by_id = {c["id"]: c for c in fresh.cells}
+            for cid, (source, outputs, count) in ran.items():
+                cell = fresh_by_id.get(cid)
+                if cell is None or cell["cell_type"] != "code" or _text(cell.get("source", "")) != source:
+                    not_written.append(cid)
+                    continue
+                cell["outputs"] = [nbformat.from_dict(copy.deepcopy(o)) for o in outputs]
+                cell["execution_count"] = count
+            if len(not_written) == len(ran):
+                return current, not_written
+            try:
+                return write_notebook_atomic(fresh, real), not_written
+            except Exception as exc:
+                if failure is None:
+                    raise
+                raise failure from exc
 
 
 def _check_ids(ids: Iterable[str], by_id: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from mcp.types import CallToolResult, ImageContent, TextContent
 
 from .. import content
+from ..cancellation import cancel_and_wait
 from .execution import ExecutionOutcome
 
 __all__ = ["ProgressPump", "error_result", "outcome_result", "output_kinds", "text_result"]
@@ -262,9 +263,7 @@ class ProgressPump:
 
     async def close(self) -> None:
         if self._flush_task is not None:
-            self._flush_task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._flush_task
+            await cancel_and_wait(self._flush_task)
             self._flush_task = None
 
 

@@ -5,7 +5,8 @@ nbmcp does not import this module: :mod:`.inspection` sends its source to the ke
 module ``_nbmcp_probe``. So it imports nothing but the standard library, and ``nbmcp.frames`` when the
 kernel's environment has nbmcp (every backend nbmcp knows: eager and lazy frames, Arrow readers and
 datasets, DuckDB, Ibis, Dask, Spark; pages pushed down to the backend, capped counts, profiles); without
-it, pandas, polars and pyarrow frames are paged the plain way.
+it, pandas, polars and pyarrow frames are paged the plain way, told apart by the table of backends
+(:mod:`nbmcp.frames.kinds`), whose source is sent after the probe's and installed by :func:`_use_kinds`.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from typing import Any
 
 try:
     from nbmcp import frames as _frames
-except Exception:  # a kernel without nbmcp
-    _frames = None
+    from nbmcp.frames import kinds as _kinds
+except Exception:  # a kernel without nbmcp (or with one too old): the table of backends comes with the probe
+    _frames = _kinds = None
 
 __all__ = ["inspect_variable", "list_variables", "read_rows"]
 
@@ -31,23 +33,30 @@ _repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxdict = 10
 _repr.maxlevel = 2
 
 
+def _use_kinds(source: str) -> None:
+    """Install the table of backends (:mod:`nbmcp.frames.kinds`) sent after the probe, where nbmcp is missing."""
+    global _kinds
+    if _kinds is None:
+        _kinds = types.ModuleType("_nbmcp_kinds")
+        exec(compile(source, "<nbmcp.frames.kinds>", "exec"), _kinds.__dict__)
+
+
 def _namespace() -> tuple[dict[str, Any], set[str]]:
-    """The user's namespace and the names IPython hides from it."""
-    try:
-        from IPython import get_ipython
-
-        ip = get_ipython()
-    except Exception:
-        ip = None
-    if ip is not None:
-        return ip.user_ns, set(ip.user_ns_hidden)
-    import __main__
-
-    return vars(__main__), set()
+    return _kinds.user_namespace()
 
 
 def _package(obj: Any) -> str:
     return type(obj).__module__.split(".")[0]
+
+
+# What the probe pages without nbmcp: the eager frames of the table of backends, the plain way (by kind).
+PLAIN_PAGES = {
+    "pandas.DataFrame": lambda f, offset, limit: json.loads(
+        f.iloc[offset : offset + limit].to_json(orient="records", date_format="iso", default_handler=str)
+    ),
+    "polars.DataFrame": lambda f, offset, limit: f.slice(offset, limit).to_dicts(),
+    "pyarrow.Table": lambda f, offset, limit: f.slice(offset, limit).to_pylist(),
+}
 
 
 def _is_frame(obj: Any) -> bool:
@@ -56,7 +65,8 @@ def _is_frame(obj: Any) -> bool:
             return bool(_frames.is_source(obj))
         except Exception:
             pass
-    return _package(obj) in ("pandas", "polars", "pyarrow") and hasattr(obj, "columns") and hasattr(obj, "shape")
+    backend = _kinds.backend_of(obj)
+    return backend is not None and backend.kind in PLAIN_PAGES
 
 
 def _shape(obj: Any) -> list[int] | None:
@@ -128,17 +138,16 @@ def _resolve(name: str, *, tables: bool = False) -> Any:
 
 
 def _page(frame: Any, offset: int, limit: int, columns: list[str] | None) -> list[dict[str, Any]]:
-    """One page of a frame as records: ``nbmcp.frames.page``, or the plain way in a kernel without nbmcp."""
-    if _frames is not None:
-        return _frames.source_for(frame).page(offset, limit, columns)
+    """One page of a frame as records, the plain way (a kernel without nbmcp)."""
+    kind = _kinds.backend_of(frame).kind
     if columns:
-        frame = frame[list(columns)]
-    if _package(frame) == "pandas":
-        page = frame.iloc[offset : offset + limit]
-        return json.loads(page.to_json(orient="records", date_format="iso", default_handler=str))
-    if _package(frame) == "polars":
-        return frame.slice(offset, limit).to_dicts()
-    return frame.slice(offset, limit).to_pylist()
+        frame = frame.select(list(columns)) if kind == "pyarrow.Table" else frame[list(columns)]
+    return PLAIN_PAGES[kind](frame, offset, limit)
+
+
+def _plain_columns(frame: Any) -> list[Any]:
+    names = getattr(frame, "column_names", None)  # a pyarrow Table's columns are its arrays
+    return list(names) if isinstance(names, list) else list(frame.columns)
 
 
 def _error(e: BaseException) -> str:
@@ -169,7 +178,8 @@ def _describe_frame(d: dict[str, Any], obj: Any) -> None:
     else:
         d["kind"] = "frame"
         # no zip(strict=...): the kernel's Python may be older than 3.10
-        d["columns"] = [{"name": str(c), "dtype": str(t)} for c, t in zip(obj.columns, obj.dtypes)]  # noqa: B905
+        types_ = obj.schema.types if _kinds.backend_of(obj).kind == "pyarrow.Table" else obj.dtypes
+        d["columns"] = [{"name": str(c), "dtype": str(t)} for c, t in zip(_plain_columns(obj), types_)]  # noqa: B905
         d["head"] = _page(obj, 0, 10, None)
 
 
@@ -259,22 +269,13 @@ def read_rows(name: str, offset: int, limit: int, columns: list[str] | None) -> 
         obj = _resolve(name, tables=True)
     except Exception as e:
         return _error(e)
-    counted: dict[str, Any] = {}
     try:
-        if _is_frame(obj):
+        if _frames is not None and _is_frame(obj):  # the answer the in-kernel server gives
+            return json.dumps(_frames.page_info(_frames.source_for(obj), offset, limit, columns), default=str)
+        if _is_frame(obj):  # a kernel without nbmcp: the plain way
+            total = _shape(obj)[0]
             rows = _page(obj, offset, limit, columns)
-            if _frames is not None:
-                source = _frames.source_for(obj)
-                names = source.columns()
-                counted = source.count().fields()  # after the page: a short last page makes it exact
-                total = counted["total_rows"]
-            else:
-                names = [str(c) for c in obj.columns]
-                total = obj.shape[0]
-            if rows:
-                names = list(rows[0].keys())
-            elif columns:
-                names = list(columns)
+            names = columns or (list(rows[0]) if rows else [str(c) for c in _plain_columns(obj)])
         elif isinstance(obj, (list, tuple)):
             total = len(obj)
             rows, names = _list_page(obj, offset, limit)
@@ -285,12 +286,9 @@ def read_rows(name: str, offset: int, limit: int, columns: list[str] | None) -> 
             return json.dumps({"error": f"TypeError: {name} is a {_type_name(obj)}, not a table (DataFrame) or a list"})
     except Exception as e:
         return _error(e)
-    if _frames is not None and _is_frame(obj):
-        big = _frames.jsonable.big_integer_columns(rows, _frames.source_for(obj).schema()) if rows else []
-    else:
-        rows, big = _big_integers(rows)
-    answer = {"columns": names, "rows": rows, "offset": offset, "total_rows": total}
-    answer.update({k: v for k, v in counted.items() if k != "total_rows"})
+    rows, big = _big_integers(rows)
+    answer = {"offset": offset, "limit": limit, "total_rows": total, "count_capped": False, "columns": names}
+    answer["rows"] = rows
     if big:  # a client reads the strings as text otherwise
         answer["big_integers_as_strings"] = big
         answer["note"] = (

@@ -29,14 +29,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 
 from .. import content
+from ..cancellation import wait_ended
 from ..exceptions import KernelSessionError
 from ..sdk import connection_of
+from ..transport import TRANSPORTS, TransportName
 from .bounds import DEFAULT_OUTPUT_LIMIT, MIN_OUTPUT_LIMIT
 from .execution import ExecutionOutcome, OutputCallback, OutputsCallback
 from .session import KernelSession
@@ -84,7 +86,7 @@ class ServeOptions:
     query_timeout: float = 30.0
     query_max_spill_bytes: int = 1024**3  # disk one `query` may spill to; 0: none
     shared: bool = False
-    transport: Literal["stdio", "http"] = "stdio"
+    transport: TransportName = "stdio"  # a name in nbmcp.transport.TRANSPORTS
     host: str = "127.0.0.1"
     port: int = 0
     token: str | None = None
@@ -92,6 +94,8 @@ class ServeOptions:
     idle_timeout: float = 600.0  # HTTP: seconds without a call before a client's kernel is shut down
 
     def __post_init__(self) -> None:
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, not {self.transport!r}")
         if self.record_output_limit < MIN_OUTPUT_LIMIT:
             raise ValueError(f"--record-output-limit must be at least {MIN_OUTPUT_LIMIT:,} characters")
 
@@ -167,7 +171,8 @@ async def attach_kernel(connection_file: str | Path, *, record_to: Path | None =
     try:
         recorder = await anyio.to_thread.run_sync(_recorder, record_to, session, None)
     except BaseException:
-        await session.shutdown()
+        with anyio.CancelScope(shield=True):  # cancelled too: the channels must still close
+            await session.shutdown()
         raise
     return KernelHandle(session, recorder)
 
@@ -232,7 +237,7 @@ class KernelProvider:
 
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
-        self.per_session = options.transport == "http" and not options.shared and not options.attaching
+        self.per_session = not TRANSPORTS[options.transport].one_client and not options.shared and not options.attaching
         self._shared: asyncio.Task[KernelHandle] | None = None
         self._handles: list[KernelHandle] = []
         self._closed = False
@@ -368,15 +373,17 @@ class KernelProvider:
                 await self._end_session(task)
 
     async def _end_session(self, task: asyncio.Task[KernelHandle]) -> None:
-        """The client session ended: shut its kernel down."""
+        """The client session ended: shut its kernel down (shielded: cut short, the kernel would run on until the
+        server stops)."""
         self._client_kernels.discard(task)
-        try:
-            handle = await task
-        except BaseException:
-            return
-        with contextlib.suppress(ValueError):
-            self._handles.remove(handle)
-        await handle.close()
+        with anyio.CancelScope(shield=True):
+            await wait_ended(task)  # a kernel still starting: let it finish, then shut it down
+            if task.cancelled() or task.exception() is not None:
+                return
+            handle = task.result()
+            with contextlib.suppress(ValueError):
+                self._handles.remove(handle)
+            await handle.close()
 
     @staticmethod
     async def _await(task: asyncio.Task[KernelHandle]) -> KernelHandle:
@@ -390,15 +397,12 @@ class KernelProvider:
         self._closed = True
         if self._reaper is not None:
             self._reaper.cancel()
-        pending = [t for t in (*self._client_kernels, *self._named.values()) if not t.done()]
-        for task in pending:  # a kernel still starting: let it finish, then shut it down with the rest
-            with contextlib.suppress(BaseException):
-                await task
-        if self._shared is not None and not self._shared.done():
-            with contextlib.suppress(BaseException):
-                await self._shared
         handles, self._handles = self._handles, []
         await asyncio.gather(*(h.close() for h in handles), return_exceptions=True)
+        # A kernel still starting shuts itself down once it is up (``_create`` sees ``_closed``): wait for that
+        # last. Not shielded here: the callers shield this or bound it (a signal's shutdown, 15 s), and a bound
+        # must end it, not be swallowed.
+        await wait_ended(*self._client_kernels, *self._named.values(), *([self._shared] if self._shared else []))
 
 
 def _say_why_it_failed(task: asyncio.Task[KernelHandle]) -> None:

@@ -1,7 +1,7 @@
 """``query`` for ``nbmcp serve``: read-only SQL over the kernel's frame variables, run in the kernel.
 
-The engine is :mod:`nbmcp.frames.sql` with its modules :mod:`~nbmcp.frames.sql_duckdb`,
-:mod:`~nbmcp.frames.sql_bounds` and :mod:`~nbmcp.frames.spark_sql`: their sources are sent to the kernel and
+The engine is :mod:`nbmcp.frames.sql` with its modules (:data:`ENGINE_MODULES`: DuckDB's and Spark's sides, the
+bounds, the table of backends and the answer's wording): their sources are sent to the kernel and
 installed there as one module named after their digest (like the inspection probe), so a kernel without nbmcp
 runs it too, as long as it has DuckDB (or Spark, for Spark frames), and a kernel that holds an older engine
 (attached again after an upgrade) never runs that one. It runs through a kernel subshell when the kernel has
@@ -19,7 +19,7 @@ from typing import Any
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult
 
-from ..frames import markdown_table, spark_bounds, spark_sql, sql_bounds, sql_duckdb
+from ..frames import kinds, markdown_table, query_answer, spark_bounds, spark_sql, sql_bounds, sql_child, sql_duckdb
 from ..frames import sql as engine
 from .inspection import run_probe
 from .outputs import error_result, text_result
@@ -33,8 +33,11 @@ _SLACK = 15.0
 ENGINE_MODULES = {
     "sql_bounds": sql_bounds,
     "sql_duckdb": sql_duckdb,
+    "sql_child": sql_child,
     "spark_sql": spark_sql,
     "spark_bounds": spark_bounds,
+    "kinds": kinds,
+    "query_answer": query_answer,
 }
 
 
@@ -57,16 +60,8 @@ def sql_module() -> str:
 
 
 def query_text(data: dict[str, Any]) -> str:
-    """``query``'s answer: how many rows, from what, then the rows as a markdown table."""
-    n = len(data["rows"])
-    shown = f"{n:,} rows" + (" (the result has more; raise limit or aggregate)" if data.get("more") else "")
-    head = f"{shown} from {data.get('engine')} in {data.get('elapsed_ms', 0):.0f} ms"
-    saved = data.get("saved_as")
-    if saved:
-        cut = ", cut at the save limit" if saved.get("truncated") else ""
-        head += f"; saved as the variable {saved['name']!r} ({saved['rows']:,} rows{cut}): page it with read_rows"
-    head += "".join(f"\nnote: {note}" for note in data.get("notes") or [])
-    return head + "\n\n" + (markdown_table(data["rows"], data["columns"]) if n else "(no rows)")
+    """``query``'s answer as text, worded as the in-kernel server words it (:mod:`nbmcp.frames.query_answer`)."""
+    return query_answer.answer_text(data, markdown_table)
 
 
 async def run_query(

@@ -12,20 +12,23 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ..transport import TRANSPORTS
 from .session import KernelSession
 
 if TYPE_CHECKING:
+    from ..transport import Endpoint
     from .provider import KernelProvider, ServeOptions
 
-__all__ = ["main", "run_http", "run_stdio", "serve"]
+__all__ = ["RUNNERS", "main", "run_http", "run_stdio", "serve"]
 
 
 def main(settings: dict[str, Any]) -> int:
@@ -45,7 +48,8 @@ def main(settings: dict[str, Any]) -> int:
         _skip_slow_imports()
         asyncio.run(_launch_and_serve(settings))
     except StartupFailed as failed:
-        if settings.get("transport", "stdio") != "stdio":
+        transport = TRANSPORTS.get(settings.get("transport", "stdio"))
+        if transport is None or transport.stderr_seen:
             raise
         return run_unavailable("serve", failed)
     return 0
@@ -59,7 +63,9 @@ def _checked(settings: dict[str, Any]) -> dict[str, Any]:
     if settings.get("server_url") and settings.get("server_token") is None:
         settings["server_token"] = os.environ.get("JUPYTER_TOKEN") or os.environ.get("JPY_API_TOKEN")
     problem = None
-    if settings.get("timeout", 60.0) <= 0:
+    if settings.get("transport", "stdio") not in TRANSPORTS:
+        problem = f"--transport must be one of {', '.join(TRANSPORTS)}, not {settings['transport']!r}"
+    elif settings.get("timeout", 60.0) <= 0:
         problem = "--timeout must be positive"
     elif settings.get("output_budget", 20_000) < 100:
         problem = "--output-budget must be at least 100 characters"
@@ -87,7 +93,7 @@ async def _launch_and_serve(settings: dict[str, Any]) -> None:
         local = not settings.get("server_url")
         if settings.get("existing") is True and local:
             settings["existing"] = await _choose_connection_file()
-        shared = settings.get("transport", "stdio") == "stdio" or settings.get("shared")
+        shared = TRANSPORTS[settings.get("transport", "stdio")].one_client or settings.get("shared")
         if local and settings.get("existing") is not None:
             # attaching takes moments, and a kernel that is not there is best said before serving (stdio: in
             # the handshake, see main)
@@ -98,9 +104,10 @@ async def _launch_and_serve(settings: dict[str, Any]) -> None:
         from .provider import ServeOptions
 
         options = ServeOptions(**settings)
-    except BaseException as error:
+    except BaseException as error:  # the kernel we started goes on every way out; then the error goes on
         if launched is not None:
-            await launched.shutdown()
+            with anyio.CancelScope(shield=True):
+                await launched.shutdown()
         if isinstance(error, (LookupError, ValueError, OSError, NbMCPError)):
             raise StartupFailed(str(error)) from error
         raise
@@ -131,51 +138,14 @@ async def serve(options: ServeOptions, *, launched: KernelSession | None = None)
     """Run ``nbmcp serve`` until stdin closes (stdio) or a signal arrives; ``launched``: the shared kernel,
     already started with :meth:`KernelSession.launch` (so it boots while the server is being set up), or
     attached with :meth:`KernelSession.attach`."""
-    if options.transport != "http":
-        await run_stdio(options, launched=launched)
-        return
-    import secrets
-
-    from ..discovery import remove_connection_file, write_connection_file
-    from .provider import named_url
-
-    written: list[Path] = []
-
-    def ready(url: str, token: str) -> None:
-        per_client = not options.shared and not options.attaching
-        # per client, the URL shown first names a kernel of its own: it works in both protocol eras (a
-        # sessionless client is refused on the bare /mcp, which cannot tell it from the others) and ends in
-        # /mcp, which clients that append /mcp to other URLs (fast-agent) leave as it is
-        name = secrets.token_hex(4)
-        first = named_url(url.removesuffix("/mcp"), name) if per_client else url
-        info = {"url": url, "client_url": first, "token": token, "pid": os.getpid(), "kind": "serve", "kernel_id": None}
-        written.append(write_connection_file(f"serve-{os.getpid()}", info))
-        print(f"nbmcp serve: {first}", file=sys.stderr)
-        print(f"  bearer token: {token[:4]}… (full token in {written[-1]})", file=sys.stderr, flush=True)
-        if per_client:
-            print(
-                f"  that URL is one client's kernel: give each other client a name of its own in place of {name} "
-                f"(the same name reaches the same kernel); at {url} each handshake-era session gets a kernel of its "
-                f"own. At most {options.max_kernels}, shut down after {options.idle_timeout:g} s unused",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    def forget() -> None:  # the file holds the token: it goes on every way out, signals included
-        while written:
-            remove_connection_file(written.pop())
-
-    try:
-        await run_http(options, ready=ready, launched=launched, on_exit=forget)
-    finally:
-        forget()
+    await RUNNERS[options.transport](options, launched=launched)
 
 
 async def run_stdio(options: ServeOptions, *, launched: KernelSession | None = None) -> None:
     """Serve over stdin/stdout until stdin closes or a signal arrives; then shut our kernels down."""
     from ..sdk import serve_streams
+    from ..transport.stdio import bounded_stdio_server
     from .provider import KernelProvider
-    from .stdio import bounded_stdio_server
     from .tools import build_server
 
     provider = KernelProvider(options)
@@ -191,21 +161,13 @@ async def run_stdio(options: ServeOptions, *, launched: KernelSession | None = N
             await provider.close_all()
 
 
-async def run_http(
-    options: ServeOptions,
-    *,
-    ready: Callable[[str, str], None] | None = None,
-    launched: KernelSession | None = None,
-    on_exit: Callable[[], None] | None = None,
-) -> None:
+async def run_http(options: ServeOptions, *, launched: KernelSession | None = None) -> None:
     """Serve streamable HTTP on ``options.host:options.port`` behind the bearer token and Host/Origin
-    checks until a signal arrives; each client session gets its own kernel unless ``shared``.
-    ``ready(url, token)`` is called once the server listens; ``on_exit()`` when it stops, also when a signal
-    ends the process (which then dies of that signal without unwinding)."""
-    import secrets
-
-    from ..transport import SecurityMiddleware, bind_socket, loopback_names, serve_app
-    from .provider import KernelProvider
+    checks until a signal arrives; each client session gets its own kernel unless ``shared``. Once it
+    listens, the URL goes to stderr and, with the token, into a connection file (removed on every way out,
+    a signal too: the process then dies of it without unwinding)."""
+    from ..transport import open_endpoint
+    from .provider import KernelPaths, KernelProvider
     from .tools import build_server
 
     token = options.token or os.environ.get("NBMCP_TOKEN") or secrets.token_urlsafe(32)
@@ -215,36 +177,58 @@ async def run_http(
     elif launched is not None:
         await launched.shutdown()
     server = build_server(options, provider)
-    sock = bind_socket(options.host, options.port)
-    host, port = sock.getsockname()[:2]
-    hosts, origins = loopback_names(options.host, port)
-    from .provider import KernelPaths
-
     mcp_app = server.mcp.streamable_http_app(host=options.host, session_idle_timeout=options.idle_timeout)
-    app = SecurityMiddleware(KernelPaths(mcp_app), token=token, allowed_hosts=hosts, allowed_origins=origins)
-    shown_host = f"[{host}]" if ":" in host else host
-    started = asyncio.Event()
-    remove = _install_signal_handlers(provider, on_exit)
-    serving = asyncio.ensure_future(serve_app(app, sock, on_started=started.set))
     try:
-        listening = asyncio.ensure_future(started.wait())
+        endpoint = open_endpoint(KernelPaths(mcp_app), host=options.host, port=options.port, token=token)
+    except BaseException:  # a port that cannot be had: the shared kernel goes too, then the error
+        with anyio.CancelScope(shield=True):
+            await provider.close_all()
+        raise
+    started = asyncio.Event()
+    remove = _install_signal_handlers(provider, endpoint.unpublish)
+    serving = asyncio.ensure_future(endpoint.serve(on_started=started.set))
+    listening = asyncio.ensure_future(started.wait())
+    try:
         await asyncio.wait([listening, serving], return_when=asyncio.FIRST_COMPLETED)
-        listening.cancel()
-        if ready is not None and started.is_set():
-            ready(f"http://{shown_host}:{port}/mcp", token)
+        if started.is_set():
+            _announce(options, endpoint)
         await serving
-    except asyncio.CancelledError:
-        pass
     finally:
         remove()
+        listening.cancel()
         with anyio.CancelScope(shield=True):
-            serving.cancel()  # a graceful stop, bounded
-            with contextlib.suppress(BaseException):
-                await serving
+            serving.cancel()  # a graceful stop, bounded (Endpoint.serve)
+            await asyncio.wait([serving])  # its outcome, if not a cancellation, was raised above
             await provider.close_all()
-            sock.close()
-            if on_exit is not None:
-                on_exit()
+            endpoint.close()
+
+
+def _announce(options: ServeOptions, endpoint: Endpoint) -> None:
+    """The URL on stderr (the client's log) and, with the token, in the connection file."""
+    from .provider import named_url
+
+    per_client = not options.shared and not options.attaching
+    # per client, the URL shown first names a kernel of its own: it works in both protocol eras (a
+    # sessionless client is refused on the bare /mcp, which cannot tell it from the others) and ends in
+    # /mcp, which clients that append /mcp to other URLs (fast-agent) leave as it is
+    name = secrets.token_hex(4)
+    url = endpoint.url
+    first = named_url(url.removesuffix("/mcp"), name) if per_client else url
+    path = endpoint.publish(f"serve-{os.getpid()}", client_url=first, kind="serve", kernel_id=None)
+    print(f"nbmcp serve: {first}", file=sys.stderr)
+    print(f"  bearer token: {str(endpoint.token)[:4]}… (full token in {path})", file=sys.stderr, flush=True)
+    if per_client:
+        print(
+            f"  that URL is one client's kernel: give each other client a name of its own in place of {name} "
+            f"(the same name reaches the same kernel); at {url} each handshake-era session gets a kernel of its "
+            f"own. At most {options.max_kernels}, shut down after {options.idle_timeout:g} s unused",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+RUNNERS: dict[str, Callable[..., Awaitable[None]]] = {"stdio": run_stdio, "http": run_http}
+"""How ``nbmcp serve`` runs each transport of :data:`nbmcp.transport.TRANSPORTS` (a test keeps them in step)."""
 
 
 def _install_signal_handlers(provider: KernelProvider, on_exit: Callable[[], None] | None = None) -> Callable[[], None]:
@@ -262,8 +246,10 @@ def _install_signal_handlers(provider: KernelProvider, on_exit: Callable[[], Non
         if on_exit is not None:  # first: a kernel slow to shut down must not keep the token file around
             with contextlib.suppress(Exception):
                 on_exit()
-        with contextlib.suppress(BaseException):
+        try:
             await asyncio.wait_for(provider.close_all(), 15)
+        except Exception:  # slow or failing: we die of the signal all the same
+            logging.getLogger(__name__).warning("could not shut the kernels down", exc_info=True)
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 

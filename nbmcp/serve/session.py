@@ -19,6 +19,8 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio
+
 from ..discovery import pid_alive
 from ..exceptions import KernelDeadError, KernelSessionError
 from .bounds import DEFAULT_OUTPUT_LIMIT
@@ -140,7 +142,8 @@ class KernelSession(KernelRequests):
                     await self.shutdown()
                     raise
             except BaseException:
-                await self.shutdown()
+                with anyio.CancelScope(shield=True):  # cancelled too: the kernel we started must not outlive us
+                    await self.shutdown()
                 raise
             await self._channels.close()
             with contextlib.suppress(Exception):  # it is dead: this cleans up its files and ports
@@ -149,7 +152,8 @@ class KernelSession(KernelRequests):
                 await self._launch()
             except BaseException:
                 self._channels = None
-                await self.shutdown()
+                with anyio.CancelScope(shield=True):
+                    await self.shutdown()
                 raise
 
     @classmethod
@@ -167,7 +171,8 @@ class KernelSession(KernelRequests):
         try:
             await self._wait_ready(ready_timeout)
         except BaseException:
-            await self._channels.close()
+            with anyio.CancelScope(shield=True):
+                await self._channels.close()
             raise
         await self._learn_pid()
         await imports_ready()
@@ -210,7 +215,8 @@ class KernelSession(KernelRequests):
             await self._wait_ready(ready_timeout)
             await imports_ready()
         except BaseException:
-            await self.shutdown()
+            with anyio.CancelScope(shield=True):  # a kernel started there must not outlive a cancelled start
+                await self.shutdown()
             raise
         return self
 

@@ -1,4 +1,5 @@
-"""The arguments of serve's kernel tools that need more than a plain type: their descriptions and coercions."""
+"""The arguments of serve's kernel tools (:mod:`.catalog`) that need more than a plain type or appear more than
+once: their descriptions and coercions."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from pydantic import Field
 
 __all__ = ["ExecuteTimeout", "RunInBackground", "TaskId", "check_name", "number_as_text"]
 
-# The execute arguments nbmcp serve and the Jupyter Server extension share.
 ExecuteTimeout = Annotated[
     float | None,
     Field(

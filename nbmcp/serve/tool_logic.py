@@ -1,11 +1,17 @@
-"""What serve's kernel tools do (:class:`ServeTools`); :mod:`.tools` declares them and delegates here."""
+"""What serve's kernel tools do (:class:`ServeTools`); :mod:`.catalog` declares them and delegates here.
+
+A kernel source whose kernels belong to someone else (the Jupyter Server extension's) subclasses ``ServeTools``
+where a tool must act differently there: :meth:`ServeTools.restart_kernel`, :meth:`ServeTools.switch_refusal`, the
+notebook tools; :attr:`ServeTools.description_notes` then says so in the tool's description.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import anyio
 from mcp.server.mcpserver import Context
@@ -30,6 +36,9 @@ __all__ = ["ServeTools"]
 
 class ServeTools:
     """What the tools do, given the server's options and kernel source."""
+
+    # What a subclass adds to a tool's declared description (tool name -> a sentence), where it acts differently.
+    description_notes: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, options: ServeOptions, kernels: KernelSource) -> None:
         self.options = options
@@ -263,15 +272,14 @@ class ServeTools:
         session = handle.session
         if kernel_name is not None and kernel_name != session.kernel_name:
             try:
-                specs = await kernelspecs_of(session)
+                refusal = await self.switch_refusal(handle, kernel_name)
             except Exception as exc:
                 return error_result(f"restart: {exc}", session.describe())
-            refusal = switch_refusal(session, handle.recorder is not None, specs, kernel_name)
             if refusal is not None:
                 return error_result(f"restart: {refusal}", session.describe())
         started = time.monotonic()
         try:
-            await handle.session.restart(kernel_name=kernel_name)
+            handle = await self.restart_kernel(handle, kernel_name)
         except Exception as exc:
             return error_result(f"restart failed: {exc}", handle.session.describe())
         kernel = handle.session.describe()
@@ -280,6 +288,17 @@ class ServeTools:
             f"restarted {kernel_label(kernel)} in {took:.1f} s; all variables are gone",
             {"status": "ok", "kernel": kernel, "duration_ms": round(took * 1000, 1)},
         )
+
+    async def switch_refusal(self, handle: KernelHandle, kernel_name: str) -> str | None:
+        """Why ``restart(kernel_name=...)`` may not switch the kernel of ``handle`` to ``kernel_name``; None if it
+        may."""
+        specs = await kernelspecs_of(handle.session)
+        return switch_refusal(handle.session, handle.recorder is not None, specs, kernel_name)
+
+    async def restart_kernel(self, handle: KernelHandle, kernel_name: str | None) -> KernelHandle:
+        """Restart the kernel of ``handle`` (as ``kernel_name`` when given) and return the handle to use now."""
+        await handle.session.restart(kernel_name=kernel_name)
+        return handle
 
     # -- notebook files
 

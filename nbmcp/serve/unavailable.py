@@ -69,7 +69,7 @@ def unavailable_server(name: str, message: str) -> Any:
 
 async def serve_unavailable(name: str, message: str) -> None:
     """Serve stdio as :func:`unavailable_server` until the client leaves (stdin closes)."""
-    from .stdio import bounded_stdio_server
+    from ..transport.stdio import bounded_stdio_server
 
     server = unavailable_server(name, message)
     async with bounded_stdio_server() as (read_stream, write_stream):

@@ -15,7 +15,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from nbmcp.frames import sql, sql_duckdb
+from nbmcp.frames import sql, sql_child, sql_duckdb
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -181,6 +181,8 @@ def test_the_connection_itself_is_locked_and_sees_no_python_variables(parquet: P
     secret = pd.DataFrame({"password": ["hunter2"]})  # noqa: F841 - a replacement scan would find it by name
     con = sql_duckdb.connect("1GB", max_spill_bytes=sql.DEFAULT_MAX_SPILL_BYTES)
     try:
+        if sql_child.available():  # a query runs in a forked child, which locks its copy first
+            sql_child.prepare(con)
         with pytest.raises(duckdb.CatalogException):
             con.sql("SELECT * FROM secret").fetchall()
         with pytest.raises(duckdb.PermissionException):

@@ -11,9 +11,10 @@ import time
 
 import anyio
 import pytest
-from mcp.types import TextContent
 
 from tests.conftest import KernelHandle, connect
+from tests.inkernel.conftest import start_server, wait_for
+from tests.mcp_results import text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
@@ -52,23 +53,7 @@ POOL = "nbmcp.inkernel.lifecycle.current_server().mcp_server.tool_pool.status()"
 
 @pytest.fixture(scope="module")
 def server(kernel: KernelHandle) -> dict:
-    kernel.run("%load_ext nbmcp").raise_for_error()
-    kernel.run("import nbmcp, threading").raise_for_error()
-    kernel.run(TOOLS).raise_for_error()
-    return kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
-
-
-def text_of(result) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
-
-
-def wait_for(kernel: KernelHandle, expression: str, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = kernel.value(expression)
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
+    return start_server(kernel, TOOLS)
 
 
 async def test_timed_out_python_loops_give_their_threads_back(server: dict, kernel: KernelHandle) -> None:
@@ -116,7 +101,7 @@ async def test_threads_stuck_in_c_are_abandoned_counted_shown_and_refused_past_t
         assert "blocked (4, refused until they end)" in status, status
         kernel.run("import nbmcp.inkernel.panel as _panel; _p = _panel.show_panel()").raise_for_error()
         try:
-            assert wait_for(kernel, "'blocked (4, refused until they end)' in _p._message.value")
+            assert wait_for(kernel, "'blocked (4, refused until they end)' in _p.shown.message")
         finally:
             kernel.run("_p.close()").raise_for_error()
 

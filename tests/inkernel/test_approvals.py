@@ -14,21 +14,20 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
-from mcp.types import TextContent
 
 from tests.conftest import KernelHandle, connect
+from tests.inkernel.conftest import eventually, start_server
+from tests.mcp_results import MODES, text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
-
-MODES = ["legacy", "auto"]
 
 
 @pytest.fixture(scope="module")
 def server(kernel: KernelHandle) -> dict[str, Any]:
-    kernel.run("%load_ext nbmcp").raise_for_error()
-    kernel.run(
+    return start_server(
+        kernel,
         """
-import nbmcp, nbmcp.inkernel.approvals, nbmcp.inkernel.panel
+import nbmcp.inkernel.approvals, nbmcp.inkernel.panel
 runs = []
 
 @nbmcp.tool(requires_approval=True)
@@ -36,13 +35,8 @@ def drop_table(name: str, cascade: bool = False) -> str:
     '''Drop a table (asks the notebook's owner first).'''
     runs.append(name)
     return f"dropped {name}"
-"""
-    ).raise_for_error()
-    return kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+""",
+    )
 
 
 def open_panel(kernel: KernelHandle) -> None:
@@ -64,16 +58,6 @@ async def wait_pending(kernel: KernelHandle, count: int = 1, timeout: float = 15
             if len(pending) >= count:
                 return pending
             await anyio.sleep(0.05)
-
-
-async def wait_value(kernel: KernelHandle, expression: str, ready: Any, timeout: float = 10) -> Any:
-    """Poll an expression in the kernel until ``ready(value)``; the last value either way."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await anyio.to_thread.run_sync(kernel.value, expression)
-        if ready(value) or time.monotonic() > deadline:
-            return value
-        await anyio.sleep(0.05)
 
 
 async def in_kernel(kernel: KernelHandle, code: str) -> Any:
@@ -129,10 +113,10 @@ async def test_approve_runs_the_call(server: dict, kernel: KernelHandle, mode: s
             assert pending["client"]  # the client's clientInfo name
             assert kernel.value("runs") == []  # nothing ran before the owner said yes
             # The panel (redrawn by its own thread) shows the request, its arguments and the two buttons.
-            shown = await wait_value(
+            shown = await eventually(
                 kernel,
-                "[[getattr(c, 'value', None) or c.description for c in r.children]"
-                " for r in nbmcp.inkernel.panel.current_panel()._approvals.children]",
+                "[[a.text, a.approve.label, a.deny.label]"
+                " for a in nbmcp.inkernel.panel.current_panel().shown.approvals.values()]",
                 lambda rows: len(rows) == 1,
             )
             assert len(shown) == 1 and "drop_table" in shown[0][0] and "sales" in shown[0][0]
@@ -200,7 +184,7 @@ async def test_a_button_click_from_the_frontend_approves(server: dict, kernel: K
         (pending,) = await wait_pending(kernel)
         button = await anyio.to_thread.run_sync(
             kernel.value,
-            f"nbmcp.inkernel.panel.current_panel()._approval_rows[{pending['id']!r}].children[1].model_id",
+            f"nbmcp.inkernel.panel.current_panel().shown.approvals[{pending['id']!r}].approve.model_id",
         )
         message = kernel.kc.session.msg(
             "comm_msg", {"comm_id": button, "data": {"method": "custom", "content": {"event": "click"}}}
@@ -295,9 +279,9 @@ async def test_a_click_on_a_subshell_is_handled_while_a_cell_runs(server: dict, 
 
         tg.start_soon(call)
         (pending,) = await wait_pending(kernel)
-        button = await wait_value(
+        button = await eventually(
             kernel,
-            f"[r.children[1].model_id for i, r in nbmcp.inkernel.panel.current_panel()._approval_rows.items()"
+            f"[a.approve.model_id for i, a in nbmcp.inkernel.panel.current_panel().shown.approvals.items()"
             f" if i == {pending['id']!r}]",
             lambda ids: len(ids) == 1,
         )

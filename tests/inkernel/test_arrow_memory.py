@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 from tests.conftest import KernelHandle, connect
+from tests.inkernel.conftest import start_server
 
 pytestmark = [
     pytest.mark.anyio,
@@ -35,17 +36,12 @@ def status_mb(pid: int, key: str) -> float:
 
 @pytest.fixture(scope="module")
 def server(kernel: KernelHandle) -> dict:
-    kernel.run(
-        """
-%load_ext nbmcp
-import nbmcp, numpy as np, pandas as pd
+    setup = """
+import numpy as np, pandas as pd
 big = pd.DataFrame({f"c{i}": np.arange(2_000_000, dtype="float64") for i in range(4)})  # 64 MB: cut at the cap
 nbmcp.expose(big, "big")
 """
-    ).raise_for_error()
-    info = kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
-    info["pid"] = kernel.km.provisioner.process.pid
-    return info
+    return {**start_server(kernel, setup), "pid": kernel.km.provisioner.process.pid}
 
 
 async def test_an_arrow_read_peaks_at_a_small_multiple_of_its_cap(server: dict) -> None:

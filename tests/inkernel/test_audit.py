@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp.types import Implementation, TextContent
+from mcp.types import Implementation
 
 from nbmcp.inkernel.audit import DEFAULT_NAME, AuditLog, default_path, read_lines
 from nbmcp.inkernel.server import CallRecord
 from tests.conftest import KernelHandle, connect
+from tests.inkernel.conftest import server_info, start_server
+from tests.mcp_results import text_of
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -124,12 +126,7 @@ def test_the_listener_is_cheap(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def audited(kernel: KernelHandle, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     path = tmp_path_factory.mktemp("audit") / "calls.jsonl"
-    kernel.run(f"get_ipython().config.NbMCP.audit_log = {str(path)!r}").raise_for_error()
-    kernel.run("%load_ext nbmcp").raise_for_error()
-    kernel.run(
-        """
-import nbmcp
-
+    setup = """
 @nbmcp.tool
 def echo(text: str) -> str:
     return text
@@ -142,13 +139,8 @@ def fail(text: str) -> str:
 def risky() -> str:
     return "ran"
 """
-    ).raise_for_error()
-    info = kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token, 'id': nbmcp.info().server_id}")
-    return {**info, "path": path}
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+    start_server(kernel, setup, config={"audit_log": str(path)})
+    return {**server_info(kernel, "server_id"), "path": path}
 
 
 def flushed_lines(kernel: KernelHandle, path: Path) -> list[dict[str, Any]]:
@@ -182,7 +174,7 @@ async def test_every_call_is_logged_without_the_token(audited: dict[str, Any], k
     assert entries[3]["decided_by"] == "panel" and "no approval panel" in entries[3]["error"]
     del entries[3]
     for entry in entries:
-        assert entry["server"] == audited["id"]
+        assert entry["server"] == audited["server_id"]
         assert len(entry["arguments_sha256"]) == 16 and entry["arguments_size"] >= 2
         assert entry["duration_ms"] >= 0 and entry["time"].endswith("Z")
     assert entries[0]["arguments_sha256"] != entries[1]["arguments_sha256"]  # digests differ with arguments

@@ -13,24 +13,17 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
-from mcp.types import TextContent
 
 from tests.conftest import KernelHandle, connect
+from tests.inkernel.conftest import start_server
+from tests.mcp_results import MODES, text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
-
-MODES = ["legacy", "auto"]
 
 
 @pytest.fixture(scope="module")
 def server(kernel: KernelHandle) -> dict[str, Any]:
-    kernel.run("%load_ext nbmcp").raise_for_error()
-    kernel.run("import nbmcp\n%mcp approve all\n%mcp mode execute").raise_for_error()
-    return kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+    return start_server(kernel, "%mcp approve all\n%mcp mode execute")
 
 
 def gated(gate: Path, marker: str, value: str = "6 * 7") -> str:

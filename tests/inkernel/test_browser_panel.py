@@ -22,10 +22,11 @@ import anyio
 import httpx
 import nbformat
 import pytest
-from mcp.types import Implementation, TextContent
+from mcp.types import Implementation
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, keep_waiting_for_slow_documents_async, requires_chromium
 from tests.conftest import connect, free_port
+from tests.mcp_results import text_of
 
 SCREENSHOT = "/tmp/panel.png"
 BUSY_SECONDS = 3600  # longer than any run of the test: the kernel is shut down with the server
@@ -127,10 +128,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             process.wait(5)
         log.close()
         shutil.rmtree(base, ignore_errors=True)
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 async def kernel_server(lab: dict[str, Any], timeout: float = 60) -> dict[str, Any]:

@@ -11,24 +11,12 @@ import io
 
 import anyio
 import pytest
-from mcp.types import ImageContent, TextContent
+from mcp.types import ImageContent
 
 from tests.conftest import KernelHandle, connect
+from tests.mcp_results import MODES, text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
-
-MODES = ["legacy", "auto"]
-
-
-@pytest.fixture(scope="module")
-def server(kernel: KernelHandle) -> dict:
-    kernel.run("%load_ext nbmcp").raise_for_error()
-    kernel.run("import nbmcp").raise_for_error()
-    return kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
-
-
-def text_of(result) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 @pytest.mark.parametrize("mode", MODES)

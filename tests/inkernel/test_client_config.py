@@ -15,6 +15,7 @@ from mcp.types import TextContent
 
 from nbmcp.inkernel.lifecycle import ServerInfo, bridge_command
 from tests.conftest import KernelHandle, start_kernel
+from tests.inkernel.conftest import start_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
@@ -24,9 +25,7 @@ SYSTEM_PATH = "/usr/bin:/bin"
 
 @pytest.fixture(scope="module")
 def claude_entry(kernel: KernelHandle) -> dict:
-    kernel.run(
-        "%load_ext nbmcp\nimport nbmcp\n@nbmcp.tool\ndef triple(x: int) -> int:\n    return 3 * x\n"
-    ).raise_for_error()
+    start_server(kernel, "@nbmcp.tool\ndef triple(x: int) -> int:\n    return 3 * x\n")
     printed = kernel.run("%mcp config claude").raise_for_error().stdout
     servers = json.loads(printed)["mcpServers"]
     (entry,) = servers.values()

@@ -6,13 +6,12 @@ import pytest
 from mcp.types import PromptReference, ResourceTemplateReference
 
 from tests.conftest import KernelHandle, connect
+from tests.inkernel.conftest import start_server
+from tests.mcp_results import MODES_PINNED
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
-MODES = ["legacy", "2026-07-28"]
-
 SETUP = """
-%load_ext nbmcp
 import nbmcp, pandas as pd
 
 sales = pd.DataFrame({"customer": ["ana"], "revenue": [1.0], "region": ["EU"]})
@@ -47,15 +46,14 @@ def notes(topic: str) -> str:
 
 @pytest.fixture(scope="module")
 def server(kernel: KernelHandle) -> dict:
-    kernel.run(SETUP).raise_for_error()
-    return kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
+    return start_server(kernel, SETUP)
 
 
 def objects_template(template: str) -> ResourceTemplateReference:
     return ResourceTemplateReference(uri=template)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", MODES_PINNED)
 async def test_object_names_for_every_object_template(server: dict, mode: str) -> None:
     async with connect(server["url"], server["token"], mode=mode) as client:
         if mode == "legacy":
@@ -74,7 +72,7 @@ async def test_object_names_for_every_object_template(server: dict, mode: str) -
         assert done.completion.values == []
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", MODES_PINNED)
 async def test_columns_and_user_completers_for_prompts(server: dict, mode: str) -> None:
     async with connect(server["url"], server["token"], mode=mode) as client:
         explain = PromptReference(name="explain")
@@ -96,7 +94,7 @@ async def test_columns_and_user_completers_for_prompts(server: dict, mode: str) 
         assert done.completion.values == ["sales-notes", "stock-notes"]
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", MODES_PINNED)
 async def test_unknown_references_and_failing_completers_are_empty(server: dict, mode: str) -> None:
     async with connect(server["url"], server["token"], mode=mode) as client:
         for ref, argument in [

@@ -14,19 +14,17 @@ import pytest
 from mcp.types import CreateMessageResult, ElicitResult, TextContent
 
 from tests.conftest import KernelHandle, connect
+from tests.inkernel.conftest import start_server
+from tests.mcp_results import MODES, text_of
 from tests.node import NODE, NODE_DIR, requires_ts_sdk
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
-MODES = ["legacy", "auto"]
-
 
 @pytest.fixture(scope="module")
 def server(kernel: KernelHandle) -> dict[str, Any]:
-    kernel.run("%load_ext nbmcp").raise_for_error()
-    kernel.run(
-        """
-import nbmcp, pydantic
+    setup = """
+import pydantic
 rounds, runs = [], []
 
 class Person(pydantic.BaseModel):
@@ -75,12 +73,7 @@ async def drop_asking(ctx: nbmcp.ToolContext) -> str:
     runs.append(answer.data["name"])
     return f"dropped {answer.data['name']}"
 """
-    ).raise_for_error()
-    return kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+    return start_server(kernel, setup)
 
 
 class FakeUser:

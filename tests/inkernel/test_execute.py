@@ -8,21 +8,12 @@ import time
 
 import anyio
 import pytest
-from mcp.types import ImageContent, TextContent
+from mcp.types import ImageContent
 
 from tests.conftest import KernelHandle, connect
+from tests.mcp_results import text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
-
-
-@pytest.fixture(scope="module")
-def server(kernel: KernelHandle) -> dict:
-    kernel.run("%load_ext nbmcp\nimport nbmcp").raise_for_error()
-    return kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
-
-
-def text_of(result) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 async def test_execute_is_off_until_the_user_turns_it_on(server: dict, kernel: KernelHandle) -> None:

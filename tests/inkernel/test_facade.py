@@ -10,17 +10,13 @@ from typing import Any
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_PARAMS, TextContent
+from mcp.types import INVALID_PARAMS
 
 from nbmcp.inkernel.registry import Registry, ToolSpec
 from nbmcp.inkernel.server import NbMCPServer
+from tests.mcp_results import MODES, text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
-MODES = ["legacy", "auto"]
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 def served(**options: Any) -> tuple[Registry, NbMCPServer]:

@@ -12,18 +12,17 @@ import pytest
 from mcp.types import TextContent
 
 from tests.conftest import KernelHandle, connect
+from tests.inkernel.conftest import start_server
+from tests.mcp_results import MODES
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
-MODES = ["legacy", "auto"]
 PROMPTLY = 10  # seconds: a hung object is given 2 s (nbmcp.inkernel.untrusted.OBJECT_READ_SECONDS)
 
 
 @pytest.fixture(scope="module")
 def server(kernel: KernelHandle):
-    kernel.run(
-        """
-%load_ext nbmcp
-import threading, nbmcp, pandas as pd
+    setup = """
+import threading, pandas as pd
 release = threading.Event()  # set at the end of the module: the stuck threads then end
 
 class Hangs:
@@ -41,9 +40,9 @@ nbmcp.expose(sales, "sales")
 nbmcp.expose(Hangs(), "stuck")
 nbmcp.expose({"alpha": 0.5}, "settings")
 """
-    ).raise_for_error()
+    info = start_server(kernel, setup)
     try:
-        yield kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
+        yield info
     finally:
         kernel.run("release.set()", timeout=30)
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 from mcp import MCPError
-from mcp.types import INVALID_PARAMS, EmptyResult, SetLevelRequest, SetLevelRequestParams, TextContent
+from mcp.types import INVALID_PARAMS, EmptyResult, SetLevelRequest, SetLevelRequestParams
 
 from tests.conftest import KernelHandle, connect
+from tests.inkernel.conftest import start_server
+from tests.mcp_results import text_of
 
 pytestmark = [
     pytest.mark.anyio,
@@ -16,7 +18,6 @@ pytestmark = [
 ]
 
 TOOLS = '''
-%load_ext nbmcp
 import logging, nbmcp
 from nbmcp import Context
 
@@ -47,8 +48,7 @@ async def tells(ctx: Context) -> str:
 
 @pytest.fixture(scope="module")
 def server(kernel: KernelHandle) -> dict:
-    kernel.run(TOOLS).raise_for_error()
-    return kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
+    return start_server(kernel, TOOLS)
 
 
 class Inbox:
@@ -61,10 +61,6 @@ class Inbox:
     def take(self) -> list[tuple[str, str, str | None]]:
         taken, self.messages = self.messages, []
         return taken
-
-
-def text_of(result) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 async def test_handshake_era_set_level_filters_records_and_ctx_logs(server: dict) -> None:

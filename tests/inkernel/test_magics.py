@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import KernelHandle
+from tests.inkernel.conftest import start_server
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -15,8 +16,7 @@ OBJECTS = "nbmcp.inkernel.registry.default_registry.snapshot().objects"
 
 @pytest.fixture(scope="module")
 def server(kernel: KernelHandle) -> dict[str, Any]:
-    kernel.run("%load_ext nbmcp\nimport nbmcp, nbmcp.inkernel.registry").raise_for_error()
-    return kernel.value("{'url': nbmcp.info().url}")
+    return start_server(kernel, "import nbmcp.inkernel.registry")
 
 
 def test_expose_follows_the_variable(server: dict, kernel: KernelHandle) -> None:

@@ -10,22 +10,20 @@ import anyio
 import pytest
 
 from tests.conftest import KernelHandle, connect
+from tests.inkernel.conftest import start_server
+from tests.mcp_results import MODES
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
-MODES = ["legacy", "auto"]
 
 
 @pytest.fixture(scope="module")
 def server(kernel: KernelHandle) -> dict:
-    kernel.run(
-        """
-%load_ext nbmcp
-import nbmcp, pandas as pd
+    setup = """
+import pandas as pd
 sales = pd.DataFrame({"order": range(1000), "amount": [i * 1.5 for i in range(1000)], "city": ["Oslo", "Lima"] * 500})
 nbmcp.expose(sales, "sales", description="orders, one row per order")
 """
-    ).raise_for_error()
-    return kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
+    return start_server(kernel, setup)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -6,20 +6,18 @@ import json
 
 import pyarrow as pa
 import pytest
-from mcp.types import TextContent
 
 from tests.conftest import KernelHandle, connect
+from tests.inkernel.conftest import start_server
+from tests.mcp_results import MODES, text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
-MODES = ["legacy", "auto"]
 
 
 @pytest.fixture(scope="module")
 def server(kernel: KernelHandle) -> dict:
-    kernel.run(
-        """
-%load_ext nbmcp
-import nbmcp, pandas as pd, polars as pl
+    setup = """
+import pandas as pd, polars as pl
 sales = pd.DataFrame({"order": range(1000), "amount": [i * 1.5 for i in range(1000)], "city": ["Oslo", "Lima"] * 500})
 nbmcp.expose(sales, "sales", description="orders, one row per order")
 fast = pl.DataFrame({"k": list(range(20)), "v": ["a"] * 20})
@@ -27,12 +25,7 @@ nbmcp.expose(variable="fast")
 settings = {"alpha": 0.5, "tags": ["x", "y"]}
 nbmcp.expose(settings, "settings")
 """
-    ).raise_for_error()
-    return kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
-
-
-def text_of(result) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+    return start_server(kernel, setup)
 
 
 @pytest.mark.parametrize("mode", MODES)

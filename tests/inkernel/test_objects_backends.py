@@ -10,12 +10,13 @@ import json
 import pyarrow as pa
 import pytest
 from mcp.shared.exceptions import MCPError
-from mcp.types import INTERNAL_ERROR, TextContent
+from mcp.types import INTERNAL_ERROR
 
 from tests.conftest import KernelHandle, connect
+from tests.inkernel.conftest import start_server
+from tests.mcp_results import MODES, text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
-MODES = ["legacy", "auto"]
 ROWS = 200_000
 LAZY = ["rel", "lazy", "dataset", "itable", "dframe"]
 CAP = 300_000
@@ -24,14 +25,14 @@ CAP = 300_000
 @pytest.fixture(scope="module")
 def server(kernel: KernelHandle, tmp_path_factory: pytest.TempPathFactory) -> dict:
     path = tmp_path_factory.mktemp("data") / "t.parquet"
-    kernel.run(
-        f"""
-get_ipython().config.NbMCP.max_resource_bytes = {CAP}
-get_ipython().config.NbMCP.count_cap = 50_000
-get_ipython().config.NbMCP.profile_rows = 20_000
-get_ipython().config.NbMCP.profile_seconds = 120.0  # top values are asserted: never skipped on a slow machine
-%load_ext nbmcp
-import nbmcp, duckdb, ibis, pandas as pd, polars as pl, pyarrow as pa, pyarrow.dataset as ds, pyarrow.parquet as pq
+    config = {
+        "max_resource_bytes": CAP,
+        "count_cap": 50_000,
+        "profile_rows": 20_000,
+        "profile_seconds": 120.0,  # top values are asserted: never skipped on a slow machine
+    }
+    setup = f"""
+import duckdb, ibis, pandas as pd, polars as pl, pyarrow as pa, pyarrow.dataset as ds, pyarrow.parquet as pq
 import dask.dataframe as dd
 pq.write_table(
     pa.table({{"id": pa.array(range({ROWS}), pa.int64()), "city": ["Oslo", "Lima"] * ({ROWS} // 2)}}),
@@ -67,14 +68,8 @@ def _stream():  # a DuckDB relation over a one-shot stream that counts the batch
     return duckdb.connect().from_arrow(pa.RecordBatchReader.from_batches(_schema, _batches()))
 stream = _stream()
 nbmcp.expose(variable="stream")
-""",
-        timeout=120,
-    ).raise_for_error()
-    return kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
-
-
-def text_of(result) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+"""
+    return start_server(kernel, setup, config=config, timeout=120)
 
 
 @pytest.mark.parametrize("mode", MODES)

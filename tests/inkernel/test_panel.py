@@ -5,18 +5,22 @@ tool and resource toggles, permission modes with ``tools/list_changed``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import queue
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
 import anyio.to_thread
+import comm
 import pytest
-from mcp.types import Implementation, TextContent
+from mcp.types import Implementation
 
 from tests.conftest import KernelHandle, connect
+from tests.inkernel.conftest import eventually, start_server
+from tests.mcp_results import text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
@@ -26,10 +30,8 @@ BUILTIN_READ = {"list_objects", "describe_object", "read_rows", "query", "view_o
 
 @pytest.fixture(scope="module")
 def server(kernel: KernelHandle) -> dict[str, Any]:
-    kernel.run("%load_ext nbmcp").raise_for_error()
-    kernel.run(
-        """
-import nbmcp, nbmcp.inkernel.approvals, nbmcp.inkernel.panel
+    setup = """
+import nbmcp.inkernel.approvals, nbmcp.inkernel.panel
 
 @nbmcp.tool
 def hello(name: str = "world") -> str:
@@ -42,12 +44,7 @@ def ping_busy() -> str:
 nbmcp.expose({"alpha": 0.1}, "settings")
 _panel = nbmcp.panel()
 """
-    ).raise_for_error()
-    return kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+    return start_server(kernel, setup)
 
 
 def displayed(kernel: KernelHandle, code: str) -> list[dict[str, Any]]:
@@ -73,17 +70,6 @@ def frontend_update(kernel: KernelHandle, comm_id: str, **state: Any) -> None:
     send_comm(kernel, comm_id, {"method": "update", "state": state, "buffer_paths": []})
 
 
-async def eventually(kernel: KernelHandle, expression: str, ready: Callable[[Any], bool], timeout: float = 10) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await anyio.to_thread.run_sync(kernel.value, expression)
-        if ready(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{expression} never became ready; last value: {value!r}")
-        await anyio.sleep(0.05)
-
-
 async def tool_names(client: Any) -> set[str]:
     return {t.name for t in (await client.list_tools()).tools}
 
@@ -94,9 +80,9 @@ def test_the_panel_is_a_widget_and_showing_it_twice_shares_one_model(server: dic
     assert WIDGET_VIEW in first and WIDGET_VIEW in second
     assert first[WIDGET_VIEW]["model_id"] == second[WIDGET_VIEW]["model_id"] == kernel.value("_panel.model_id")
     assert kernel.value("len(nbmcp.inkernel.panel.open_panels())") == 1
-    header = kernel.value("_panel._header.value")
+    header = kernel.value("_panel.shown.header")
     assert server["url"] in header and "tools" in header
-    assert kernel.value("_panel._mode.value") == "tools" and kernel.value("_panel._policy.value") == "ask"
+    assert kernel.value("_panel.shown.mode.value") == "tools" and kernel.value("_panel.shown.policy.value") == "ask"
     assert server["token"] not in json.dumps(kernel.value("[c.value for c in _panel.children if hasattr(c, 'value')]"))
 
 
@@ -104,11 +90,11 @@ async def test_the_panel_lists_clients_calls_tools_and_resources(server: dict, k
     info = Implementation(name="panel-test-client", version="2.5")
     async with connect(server["url"], server["token"], client_info=info) as client:
         assert text_of(await client.call_tool("hello", {"name": "panel"})) == "hello panel"
-    calls = await eventually(kernel, "_panel._calls.value", lambda v: "panel-test-client" in v)
+    calls = await eventually(kernel, "_panel.shown.calls", lambda v: "panel-test-client" in v)
     assert "hello" in calls and ">ok<" in calls
-    clients = await eventually(kernel, "_panel._clients.value", lambda v: "panel-test-client" in v)
+    clients = await eventually(kernel, "_panel.shown.clients", lambda v: "panel-test-client" in v)
     assert "2.5" in clients
-    toggles = kernel.value("{' '.join(k): [t.description, t.value, t.disabled] for k, t in _panel._toggles.items()}")
+    toggles = kernel.value("{' '.join(k): [t.label, t.value, t.disabled] for k, t in _panel.shown.toggles.items()}")
     assert toggles["tools hello"] == ["hello", True, False]
     assert toggles["builtin read_rows"] == ["read_rows (built-in)", True, True]
     assert toggles["objects settings"] == ["nbmcp://objects/settings", True, False]
@@ -143,7 +129,7 @@ async def test_a_tool_toggled_off_in_the_panel_is_no_longer_served(server: dict,
         if getattr(message, "method", None) == "notifications/tools/list_changed":
             changed.set()
 
-    toggle = kernel.value("_panel._toggles[('tools', 'hello')].model_id")
+    toggle = kernel.value("_panel.shown.toggles[('tools', 'hello')].model_id")
     async with connect(server["url"], server["token"], mode="legacy", message_handler=on_message) as client:
         assert "hello" in await tool_names(client)
         frontend_update(kernel, toggle, value=False)
@@ -160,7 +146,7 @@ async def test_a_tool_toggled_off_in_the_panel_is_no_longer_served(server: dict,
 
 
 async def test_an_object_toggled_off_in_the_panel_is_hidden(server: dict, kernel: KernelHandle) -> None:
-    toggle = kernel.value("_panel._toggles[('objects', 'settings')].model_id")
+    toggle = kernel.value("_panel.shown.toggles[('objects', 'settings')].model_id")
     async with connect(server["url"], server["token"]) as client:
         listed = await client.call_tool("list_objects", {})
         assert "settings" in text_of(listed)
@@ -187,7 +173,7 @@ async def test_switching_mode_notifies_and_read_only_hides_user_tools(
         if getattr(message, "method", None) == "notifications/tools/list_changed":
             changed.set()
 
-    mode_toggle = kernel.value("_panel._mode.model_id")
+    mode_toggle = kernel.value("_panel.shown.mode.model_id")
     try:
         async with connect(server["url"], server["token"], mode=mode, message_handler=on_message) as client:
             assert {"hello", "ping_busy"} <= await tool_names(client)
@@ -203,9 +189,9 @@ async def test_switching_mode_notifies_and_read_only_hides_user_tools(
                     assert type(event).__name__ == "ToolsListChanged"
             assert await tool_names(client) == BUILTIN_READ  # user tools hidden, no execute
             assert (await client.call_tool("hello", {})).is_error
-            header = await eventually(kernel, "_panel._header.value", lambda v: "read-only" in v)
+            header = await eventually(kernel, "_panel.shown.header", lambda v: "read-only" in v)
             assert "<b>read-only</b>" in header
-            assert await eventually(kernel, "_panel._mode.value", lambda v: v == "read-only")
+            assert await eventually(kernel, "_panel.shown.mode.value", lambda v: v == "read-only")
             # The Mode buttons, clicked in the frontend (selection widgets sync their index): execute.
             frontend_update(kernel, mode_toggle, index=2)
             await eventually(
@@ -222,15 +208,15 @@ async def test_switching_mode_notifies_and_read_only_hides_user_tools(
     finally:
         kernel.run("%mcp mode tools").raise_for_error()
     assert "mode is tools" in kernel.run("%mcp mode").raise_for_error().stdout
-    await eventually(kernel, "_panel._mode.value", lambda v: v == "tools")
+    await eventually(kernel, "_panel.shown.mode.value", lambda v: v == "tools")
 
 
 async def test_the_panel_follows_the_server_across_stop_and_start(server: dict, kernel: KernelHandle) -> None:
     kernel.run("%mcp stop").raise_for_error()
-    await eventually(kernel, "_panel._header.value", lambda v: "not running" in v)
+    await eventually(kernel, "_panel.shown.header", lambda v: "not running" in v)
     kernel.run("%mcp start").raise_for_error()
     url = kernel.value("nbmcp.info().url")
-    await eventually(kernel, "_panel._header.value", lambda v: url in v)
+    await eventually(kernel, "_panel.shown.header", lambda v: url in v)
     # Re-attached: the new server asks this panel for approvals.
     assert await eventually(
         kernel,
@@ -264,19 +250,36 @@ async def test_outside_a_kernel_the_panel_reports_problems_and_denies_approvals(
 
     panel = nbmcp.inkernel.panel.show_panel()
     assert panel.is_open  # a dummy comm: there is no frontend behind it
-    panel._mode.value = "execute"  # as if clicked: execute needs a kernel here
+    # As if clicked (a selection widget syncs its index): execute needs a kernel here.
+    frontend = {"method": "update", "state": {"index": 2}, "buffer_paths": []}
+    comm.get_comm_manager().get_comm(panel.shown.mode.model_id).handle_msg(
+        {"content": {"data": frontend}, "buffers": []}
+    )
     assert in_process_server.mcp_server.mode == "tools"
     deadline = time.monotonic() + 10
-    while "execute mode needs a kernel" not in panel._message.value and time.monotonic() < deadline:
+    while "execute mode needs a kernel" not in panel.shown.message and time.monotonic() < deadline:
         await anyio.sleep(0.05)
-    assert "execute mode needs a kernel" in panel._message.value
-    while panel._mode.value != "tools" and time.monotonic() < deadline:
+    assert "execute mode needs a kernel" in panel.shown.message
+    while panel.shown.mode.value != "tools" and time.monotonic() < deadline:
         await anyio.sleep(0.05)
-    assert panel._mode.value == "tools"  # the buttons show the server's real mode again
+    assert panel.shown.mode.value == "tools"  # the buttons show the server's real mode again
     approver = in_process_server.mcp_server.approver
     assert approver is not None
     with pytest.raises(ApprovalDenied, match="no Jupyter frontend"):
         await approver("fit", {}, "client")
+
+
+def test_what_the_panel_shows_reads_back_as_plain_frozen_data(in_process_server: Any) -> None:
+    import nbmcp.inkernel.panel
+
+    panel = nbmcp.inkernel.panel.show_panel()
+    shown = panel.shown
+    assert in_process_server.info.url in shown.header and "No calls waiting" in shown.approvals_title
+    assert (shown.mode.label, shown.mode.value, shown.mode.disabled) == ("Mode", "tools", False)
+    assert (shown.policy.value, shown.timeout.value) == ("ask", in_process_server.mcp_server.approval_timeout)
+    assert shown.approvals == {} and shown.mode.model_id == panel.children[1].children[0].model_id
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        shown.header = "changed"  # type: ignore[misc]
 
 
 def test_closing_the_panel_closes_every_widget_model_it_made(server: dict, kernel: KernelHandle) -> None:
@@ -292,9 +295,10 @@ def test_closing_the_panel_closes_every_widget_model_it_made(server: dict, kerne
 
 async def test_a_removed_tool_leaves_the_panel(server: dict, kernel: KernelHandle) -> None:
     kernel.run("@nbmcp.tool\ndef short_lived() -> str:\n    return 'x'\n").raise_for_error()
-    toggles = "sorted(' '.join(k) for k in _panel._toggles if k[0] == 'tools')"
+    toggles = "sorted(' '.join(k) for k in _panel.shown.toggles if k[0] == 'tools')"
     await eventually(kernel, toggles, lambda v: "tools short_lived" in v)
-    kernel.run("_gone = _panel._toggles[('tools', 'short_lived')]").raise_for_error()
+    gone = "ipywidgets.Widget.widgets[_panel.shown.toggles[('tools', 'short_lived')].model_id]"
+    kernel.run(f"import ipywidgets; _gone = {gone}").raise_for_error()
     kernel.run("nbmcp.inkernel.registry.default_registry.remove_tool('short_lived')").raise_for_error()
     await eventually(kernel, toggles, lambda v: "tools short_lived" not in v)
     assert kernel.value("_gone.comm is None")  # its widget model was closed, not leaked

@@ -8,13 +8,14 @@ client that goes away (closed stream, or ``notifications/cancelled``) cancels it
 from __future__ import annotations
 
 import contextlib
-import time
 
 import anyio
 import pytest
-from mcp.types import Implementation, TextContent
+from mcp.types import Implementation
 
 from tests.conftest import KernelHandle, connect
+from tests.inkernel.conftest import eventually, start_server, wait_for
+from tests.mcp_results import text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
@@ -71,14 +72,7 @@ nbmcp.expose(df, "df")
 
 @pytest.fixture(scope="module")
 def server(kernel: KernelHandle) -> dict:
-    kernel.run("%load_ext nbmcp").raise_for_error()
-    kernel.run("import nbmcp").raise_for_error()
-    kernel.run(TOOLS).raise_for_error()
-    return kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
-
-
-def text_of(result) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+    return start_server(kernel, TOOLS)
 
 
 def pool_status(kernel: KernelHandle) -> dict:
@@ -86,21 +80,6 @@ def pool_status(kernel: KernelHandle) -> dict:
         "(lambda s: {'running': s.running, 'abandoned': s.abandoned})"
         "(nbmcp.inkernel.lifecycle.current_server().mcp_server.tool_pool.status())"
     )
-
-
-def wait_for(kernel: KernelHandle, expression: str, timeout: float = 10.0):
-    """Poll a kernel expression until it is truthy (the kernel's threads end on their own schedule)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = kernel.value(expression)
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
-
-
-async def until(kernel: KernelHandle, expression: str, timeout: float = 10.0):
-    """:func:`wait_for` off the event loop: the clients' own tasks (closing a stream) must keep running."""
-    return await anyio.to_thread.run_sync(wait_for, kernel, expression, timeout)
 
 
 def named(name: str) -> Implementation:
@@ -196,10 +175,10 @@ async def test_a_cancelled_call_stops_its_tool(server: dict, kernel: KernelHandl
     async with connect(server["url"], server["token"], mode=mode) as client:
         async with anyio.create_task_group() as tg:
             tg.start_soon(client.call_tool, tool, {"tag": tag})
-            assert await until(kernel, f"{tag!r} in started")
+            assert await eventually(kernel, f"{tag!r} in started")
             tg.cancel_scope.cancel()
         expected = "CallAbandoned" if tool == "spin" else "CancelledError"
-        assert await until(kernel, f"outcomes.get({tag!r}) == {expected!r}"), kernel.value("outcomes")
+        assert await eventually(kernel, f"outcomes.get({tag!r}) == {expected!r}"), kernel.value("outcomes")
         result = await client.call_tool("quick", {"x": 0})  # the session lives on
         assert text_of(result) == "1"
     assert wait_for(kernel, "nbmcp.inkernel.lifecycle.current_server().mcp_server.tool_pool.status().running == 0")

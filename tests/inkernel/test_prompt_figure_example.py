@@ -12,6 +12,7 @@ import pytest
 from mcp.types import EmbeddedResource, ImageContent, TextContent
 
 from tests.conftest import KernelHandle, connect
+from tests.inkernel.conftest import start_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
@@ -28,7 +29,6 @@ def chart_column(column: str) -> list:
 """
 
 SETUP = """
-%load_ext nbmcp
 import nbmcp, pandas as pd
 sales = pd.DataFrame({"customer": [f"c{i}" for i in range(30)], "revenue": [float(i) for i in range(30)]})
 nbmcp.expose(sales, "sales")
@@ -37,9 +37,9 @@ nbmcp.expose(sales, "sales")
 
 @pytest.fixture(scope="module")
 def server(kernel: KernelHandle) -> dict:
-    kernel.run(SETUP).raise_for_error()
+    info = start_server(kernel, SETUP)
     kernel.run(EXAMPLE).raise_for_error()
-    return kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
+    return info
 
 
 async def test_the_chart_reaches_the_client_and_nothing_reaches_the_next_cell(

@@ -11,13 +11,12 @@ from mcp.types import EmbeddedResource, ImageContent, TextContent
 from PIL import Image
 
 from tests.conftest import KernelHandle, connect
+from tests.inkernel.conftest import start_server
+from tests.mcp_results import MODES_PINNED
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
-MODES = ["legacy", "2026-07-28"]
-
 SETUP = """
-%load_ext nbmcp
 import nbmcp, pandas as pd
 import matplotlib
 matplotlib.use("Agg")
@@ -74,11 +73,10 @@ def crashes() -> str:
 
 @pytest.fixture(scope="module")
 def server(kernel: KernelHandle) -> dict:
-    kernel.run(SETUP).raise_for_error()
-    return kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
+    return start_server(kernel, SETUP)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", MODES_PINNED)
 async def test_strings_and_message_lists(server: dict, mode: str) -> None:
     async with connect(server["url"], server["token"], mode=mode) as client:
         result = await client.get_prompt("plain", {"topic": "revenue"})
@@ -91,7 +89,7 @@ async def test_strings_and_message_lists(server: dict, mode: str) -> None:
         assert isinstance(result.messages[3].content, TextContent) and result.messages[3].content.text == "and this"
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", MODES_PINNED)
 async def test_figures_and_pil_images_become_images_sized_like_tool_results(server: dict, mode: str) -> None:
     async with connect(server["url"], server["token"], mode=mode) as client:
         result = await client.get_prompt("chart", {})
@@ -103,7 +101,7 @@ async def test_figures_and_pil_images_become_images_sized_like_tool_results(serv
         assert Image.open(io.BytesIO(base64.b64decode(result.messages[2].content.data))).size == (1568, 523)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", MODES_PINNED)
 async def test_embedded_resources_of_exposed_frames(server: dict, mode: str) -> None:
     async with connect(server["url"], server["token"], mode=mode) as client:
         result = await client.get_prompt("with_page", {"offset": "25"})
@@ -116,7 +114,7 @@ async def test_embedded_resources_of_exposed_frames(server: dict, mode: str) -> 
         assert isinstance(summary, EmbeddedResource) and summary.resource.uri == "nbmcp://objects/sales"
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", MODES_PINNED)
 async def test_failing_prompts_say_why(server: dict, mode: str) -> None:
     async with connect(server["url"], server["token"], mode=mode) as client:
         with pytest.raises(MCPError) as raised:

@@ -5,22 +5,19 @@ mode; the time limit; ``save_as``."""
 from __future__ import annotations
 
 import pytest
-from mcp.types import TextContent
 
 from tests.conftest import KernelHandle, connect
+from tests.inkernel.conftest import start_server
+from tests.mcp_results import MODES, text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
-MODES = ["legacy", "auto"]
 
 
 @pytest.fixture(scope="module")
 def server(kernel: KernelHandle, tmp_path_factory: pytest.TempPathFactory) -> dict:
     parquet = tmp_path_factory.mktemp("query") / "orders.parquet"
-    kernel.run(
-        f"""
-get_ipython().config.NbMCP.query_timeout = 2.0
-%load_ext nbmcp
-import nbmcp, duckdb, pandas as pd, polars as pl, pyarrow as pa, pyarrow.parquet as pq, pyarrow.dataset as ds
+    setup = f"""
+import duckdb, pandas as pd, polars as pl, pyarrow as pa, pyarrow.parquet as pq, pyarrow.dataset as ds
 pq.write_table(pa.table({{"order": range(20_000), "city": ["Oslo", "Lima"] * 10_000}}), {str(parquet)!r})
 sales = pd.DataFrame({{"city": ["Oslo", "Lima", "Oslo"], "amount": [10.0, 5.5, 2.0]}})
 nbmcp.expose(sales, "sales", description="orders")
@@ -30,12 +27,7 @@ nbmcp.expose(duckdb.read_parquet({str(parquet)!r}), "orders_rel")
 nbmcp.expose({{"alpha": 1}}, "settings")
 not_exposed = pd.DataFrame({{"secret": [1]}})
 """
-    ).raise_for_error()
-    return kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
-
-
-def text_of(result) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+    return start_server(kernel, setup, config={"query_timeout": 2.0})
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -6,9 +6,10 @@ nbmcp's own and never the kernel's cwd, and integers beyond 2**53 as strings."""
 from __future__ import annotations
 
 import pytest
-from mcp.types import TextContent
 
 from tests.conftest import KernelHandle, connect
+from tests.inkernel.conftest import start_server
+from tests.mcp_results import text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
@@ -16,27 +17,16 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 @pytest.fixture(scope="module")
 def server(kernel: KernelHandle, tmp_path_factory: pytest.TempPathFactory) -> dict:
     cwd = tmp_path_factory.mktemp("kernel-cwd")
-    kernel.run(
-        f"""
-import os
-os.chdir({str(cwd)!r})
-c = get_ipython().config.NbMCP
-c.query_memory_limit = "100MB"
-c.query_max_spill_bytes = 40 * 1024 * 1024
-c.max_resource_bytes = 200_000
-%load_ext nbmcp
-import nbmcp, numpy as np, pandas as pd
-big = pd.DataFrame({{"v": np.arange(100_000)}})
+    kernel.run(f"import os\nos.chdir({str(cwd)!r})").raise_for_error()
+    config = {"query_memory_limit": "100MB", "query_max_spill_bytes": 40 * 1024 * 1024, "max_resource_bytes": 200_000}
+    setup = """
+import numpy as np, pandas as pd
+big = pd.DataFrame({"v": np.arange(100_000)})
 nbmcp.expose(big, "big")
 def peak_mb():
     return next(int(l.split()[1]) // 1024 for l in open("/proc/self/status") if l.startswith("VmHWM"))
 """
-    ).raise_for_error()
-    return {**kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}"), "cwd": str(cwd)}
-
-
-def text_of(result) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+    return {**start_server(kernel, setup, config=config), "cwd": str(cwd)}
 
 
 async def test_long_values_are_cut_and_big_integers_are_strings(server: dict, kernel: KernelHandle) -> None:

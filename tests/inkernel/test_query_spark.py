@@ -9,9 +9,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from mcp.types import TextContent
 
 from tests.conftest import KernelHandle, connect, start_kernel
+from tests.inkernel.conftest import server_info
+from tests.mcp_results import text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.spark, pytest.mark.timeout(240)]
 SECRET_ENV = "NBMCP_INKERNEL_SPARK_SECRET"
@@ -41,14 +42,10 @@ def server() -> Iterator[tuple[KernelHandle, dict]]:
     handle = start_kernel({SECRET_ENV: SECRET, "SPARK_LOCAL_IP": "127.0.0.1"})
     try:
         handle.run(SETUP, timeout=180).raise_for_error()
-        yield handle, handle.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
+        yield handle, server_info(handle)
     finally:
         handle.run("spark.stop()", timeout=60)
         handle.shutdown()
-
-
-def text_of(result) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 async def test_spark_sql_in_read_only_mode(server: tuple[KernelHandle, dict]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import httpx
@@ -122,11 +123,13 @@ def test_no_execute_tool_without_opt_in(configured: dict) -> None:
 def test_binding_elsewhere_checks_that_address() -> None:
     """Bound to another loopback address, the Host must name that address (not 127.0.0.1)."""
     import nbmcp
+    from nbmcp.inkernel.config import InKernelSettings
     from nbmcp.inkernel.lifecycle import InKernelServer
     from nbmcp.inkernel.registry import Registry
     from nbmcp.inkernel.server import NbMCPServer
 
-    server = InKernelServer(NbMCPServer(Registry()), host="127.0.0.2", port=0, token=TOKEN, allowed_origins=[])
+    settings = dataclasses.replace(InKernelSettings.from_config(), ip="127.0.0.2", port=0, token=TOKEN)
+    server = InKernelServer(NbMCPServer(Registry(), settings))
     try:
         url = server.info.url
         assert url.startswith("http://127.0.0.2:")
@@ -140,9 +143,15 @@ def test_binding_elsewhere_checks_that_address() -> None:
 
 
 def test_non_loopback_binding_requires_a_token() -> None:
+    from nbmcp.inkernel.config import InKernelSettings
     from nbmcp.inkernel.lifecycle import InKernelServer
     from nbmcp.inkernel.registry import Registry
     from nbmcp.inkernel.server import NbMCPServer
 
-    with pytest.raises(ValueError, match="token is required"):
-        InKernelServer(NbMCPServer(Registry()), host="0.0.0.0", port=0, token="", allowed_origins=[])
+    settings = dataclasses.replace(InKernelSettings.from_config(), ip="0.0.0.0", port=0, token="")
+    mcp_server = NbMCPServer(Registry(), settings)
+    try:
+        with pytest.raises(ValueError, match="token is required"):
+            InKernelServer(mcp_server)
+    finally:
+        mcp_server.close()

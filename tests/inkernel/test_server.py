@@ -8,35 +8,23 @@ import stat
 
 import anyio
 import pytest
-from mcp.types import TextContent
 
 from tests.conftest import KernelHandle, connect
+from tests.inkernel.conftest import server_info, start_server
+from tests.mcp_results import MODES, text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
-
-MODES = ["legacy", "auto"]
 
 
 @pytest.fixture(scope="module")
 def server(kernel: KernelHandle) -> dict:
-    out = kernel.run("%load_ext nbmcp").raise_for_error()
-    kernel.run("import nbmcp").raise_for_error()
-    info = kernel.value(
-        "{'url': nbmcp.info().url, 'token': nbmcp.info().token, 'file': nbmcp.info().connection_file, "
-        "'kernel_id': nbmcp.info().kernel_id}"
-    )
-    info["banner"] = out.stdout
-    return info
-
-
-def text_of(result) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+    return {**start_server(kernel), **server_info(kernel, "connection_file", "kernel_id")}
 
 
 def test_load_ext_prints_how_to_connect(server: dict, kernel: KernelHandle) -> None:
     banner = server["banner"]
     assert server["url"] in banner
-    assert server["file"] in banner
+    assert server["connection_file"] in banner
     assert "%mcp config claude" in banner and "%mcp config vscode|cursor" in banner
     assert server["token"] not in banner  # the token is never printed
     assert server["url"].startswith("http://127.0.0.1:")
@@ -44,9 +32,9 @@ def test_load_ext_prints_how_to_connect(server: dict, kernel: KernelHandle) -> N
 
 
 def test_connection_file_is_private(server: dict) -> None:
-    mode = stat.S_IMODE(os.stat(server["file"]).st_mode)
+    mode = stat.S_IMODE(os.stat(server["connection_file"]).st_mode)
     assert mode == 0o600
-    with open(server["file"]) as f:
+    with open(server["connection_file"]) as f:
         content = json.load(f)
     assert content["url"] == server["url"] and content["token"] == server["token"]
     assert isinstance(content["pid"], int) and content["kernel_id"] == server["kernel_id"]

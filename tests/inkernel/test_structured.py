@@ -6,17 +6,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from mcp.types import TextContent
 
 from tests.conftest import KernelHandle, connect
+from tests.inkernel.conftest import start_server
+from tests.mcp_results import MODES_PINNED, text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
-MODES = ["legacy", "2026-07-28"]
-
 SETUP = '''
-get_ipython().config.NbMCP.icons = ["https://example.org/notebook.png"]
-%load_ext nbmcp
 import dataclasses, typing
 import nbmcp, pandas as pd, pydantic
 from nbmcp import Context
@@ -118,15 +115,10 @@ def area(shape: dict, label: str = "shape") -> str:
 
 @pytest.fixture(scope="module")
 def server(kernel: KernelHandle) -> dict:
-    kernel.run(SETUP).raise_for_error()
-    return kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
+    return start_server(kernel, SETUP, config={"icons": ["https://example.org/notebook.png"]})
 
 
-def text_of(result) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
-
-
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", MODES_PINNED)
 async def test_data_annotations_get_an_output_schema_and_validated_structured_content(server: dict, mode: str) -> None:
     async with connect(server["url"], server["token"], mode=mode) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
@@ -158,7 +150,7 @@ async def test_data_annotations_get_an_output_schema_and_validated_structured_co
         ]
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", MODES_PINNED)
 async def test_a_value_that_breaks_its_annotation_is_a_tool_error_naming_the_field(server: dict, mode: str) -> None:
     async with connect(server["url"], server["token"], mode=mode) as client:
         result = await client.call_tool("stats_wrong", {})
@@ -167,7 +159,7 @@ async def test_a_value_that_breaks_its_annotation_is_a_tool_error_naming_the_fie
         assert (await client.call_tool("stats", {"values": [4]})).structured_content == {"mean": 4.0, "count": 1}
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", MODES_PINNED)
 async def test_input_schema_is_verbatim_and_validated(server: dict, mode: str) -> None:
     async with connect(server["url"], server["token"], mode=mode) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}

@@ -12,16 +12,17 @@ import math
 from typing import Any
 
 import pytest
-from mcp.types import Implementation, TextContent
+from mcp.types import Implementation
 
 from nbmcp.inkernel.audit import read_lines
 from nbmcp.inkernel.structured import nullable_numbers
 from tests.conftest import KernelHandle, connect
+from tests.inkernel.conftest import start_server
+from tests.mcp_results import text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
 SETUP = """
-%load_ext nbmcp
 import typing
 import nbmcp, pydantic
 
@@ -57,14 +58,7 @@ def series() -> list[float]:
 @pytest.fixture(scope="module")
 def server(kernel: KernelHandle, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     path = tmp_path_factory.mktemp("nan-audit") / "calls.jsonl"
-    kernel.run(f"get_ipython().config.NbMCP.audit_log = {str(path)!r}").raise_for_error()
-    kernel.run(SETUP).raise_for_error()
-    info = kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
-    return {**info, "audit": path}
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+    return {**start_server(kernel, SETUP, config={"audit_log": str(path)}), "audit": path}
 
 
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])

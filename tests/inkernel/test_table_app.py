@@ -14,34 +14,27 @@ import re
 from typing import Any
 
 import pytest
-from mcp.types import TextContent
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, requires_chromium
 from tests.conftest import KernelHandle, connect
+from tests.inkernel.conftest import start_server
+from tests.mcp_results import MODES, text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
-MODES = ["legacy", "auto"]
 APP_MIME = "text/html;profile=mcp-app"
 
 
 @pytest.fixture(scope="module")
 def server(kernel: KernelHandle) -> dict[str, Any]:
-    kernel.run("%load_ext nbmcp").raise_for_error()
-    kernel.run(
-        """
-import nbmcp, pandas as pd
+    setup = """
+import pandas as pd
 n = range(60)
 orders = pd.DataFrame({"id": n, "city": [f"city{i % 7}" for i in n], "amount": [i * 1.5 for i in n]})
 nbmcp.expose(orders, "orders")
 nbmcp.expose({"a": 1}, "settings")
 """
-    ).raise_for_error()
-    return kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+    return start_server(kernel, setup)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import KernelHandle
+from tests.inkernel.conftest import start_server
 from tests.node import NODE as NODE_BIN
 from tests.node import NODE_DIR, TS_SDK
 
@@ -20,7 +21,6 @@ CACHE, NODE, SDK = NODE_DIR, NODE_BIN, TS_SDK
 SCRIPT = Path(__file__).parent / "ts" / "completion_logging.mjs"
 
 SETUP = """
-%load_ext nbmcp
 import logging, nbmcp
 nbmcp.expose({"a": 1}, "sales")
 nbmcp.expose({"b": 2}, "stock")
@@ -55,8 +55,7 @@ def node() -> Path:
 
 @pytest.fixture(scope="module")
 def server(node: Path, kernel: KernelHandle) -> dict:  # `node` first: no kernel is started for a skip
-    kernel.run(SETUP).raise_for_error()
-    return kernel.value("{'url': nbmcp.info().url, 'token': nbmcp.info().token}")
+    return start_server(kernel, SETUP)
 
 
 def test_typescript_client_completion_and_logging(node: Path, server: dict) -> None:

@@ -13,15 +13,14 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-from mcp.types import TextContent
 
 from nbmcp.client import connect
 from nbmcp.jupyter.kernels import recording_path
 from tests.jupyter_helpers import JupyterProcess, jupyter_server, wait_for
+from tests.mcp_results import MODES, text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
-MODES = ["legacy", "auto"]
 BASE_URL = "/user/alice/"
 INIT = {
     "jsonrpc": "2.0",
@@ -46,10 +45,6 @@ def kernels(js: JupyterProcess) -> dict[str, str]:
         "work/analysis.ipynb": js.start_notebook_kernel("work/analysis.ipynb"),
         "report.ipynb": js.start_notebook_kernel("report.ipynb"),
     }
-
-
-def text_of(result) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 async def notebook_cell(js: JupyterProcess, kernel_id: str, code: str) -> None:

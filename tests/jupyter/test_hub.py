@@ -20,7 +20,8 @@ from mcp.client.stdio import stdio_client
 from nbmcp.client import connect
 from nbmcp.serve.session import KernelSession
 from tests.hub_helpers import HubProcess, chp_command, jupyterhub
-from tests.serve.test_tools import serve_params, text_of
+from tests.mcp_results import MODES, text_of
+from tests.serve.test_tools import serve_params
 
 pytestmark = [
     pytest.mark.anyio,
@@ -28,7 +29,6 @@ pytestmark = [
     pytest.mark.skipif(chp_command() is None, reason="configurable-http-proxy (npm) is not installed"),
 ]
 
-MODES = ["legacy", "auto"]
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 INIT = {
     "jsonrpc": "2.0",

@@ -17,12 +17,12 @@ from typing import Any
 import anyio
 import nbformat
 import pytest
-from mcp.types import TextContent
 
 from nbmcp.client import connect
 from nbmcp.jupyter.live import SharedNotebooks
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, open_lab_notebook, requires_chromium
 from tests.jupyter_helpers import JupyterProcess, jupyter_server, wait_for
+from tests.mcp_results import text_of
 from tests.ydoc_client import open_notebook
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -93,10 +93,6 @@ async def poll(predicate: Any, timeout: float = 20, what: str = "condition") -> 
         while not (value := predicate()):
             await anyio.sleep(0.01)
     return value
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 async def test_the_assistants_cell_streams_into_the_open_notebook_beside_the_humans_edits(

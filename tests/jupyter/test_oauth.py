@@ -29,6 +29,7 @@ from nbmcp.jupyter.hub.config import hub_config
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, requires_chromium
 from tests.hub_helpers import HubProcess, chp_command, jupyterhub
 from tests.jupyter_helpers import free_port
+from tests.mcp_results import text_of
 from tests.oauth_helpers import (
     INIT,
     MCP_HEADERS,
@@ -48,7 +49,6 @@ from tests.oauth_helpers import (
     token_request,
     wait_for_service,
 )
-from tests.serve.test_tools import text_of
 
 pytestmark = [
     pytest.mark.anyio,
@@ -135,7 +135,9 @@ def test_oauth_without_credentials_is_a_401_naming_the_authorization_server(hub:
     assert asm["registration_endpoint"] and asm["revocation_endpoint"]
     # where the SDK's discovery finds it on a Hub (the RFC 8414 root path is the Hub's own page)
     oidc = httpx.get(hub.url + "services/nbmcp/.well-known/openid-configuration", trust_env=False).json()
-    assert oidc == asm
+    # ... with the members OpenID discovery requires, which the TypeScript SDK insists on there
+    oidc_only = {"subject_types_supported": ["public"], "id_token_signing_alg_values_supported": ["EdDSA"]}
+    assert oidc == asm | oidc_only | {"jwks_uri": hub.url + "services/nbmcp/keys"}
 
 
 def test_oauth_sdk_client_connects_by_url_through_hub_login_and_consent(

@@ -19,6 +19,7 @@ from nbmcp.client import connect
 from nbmcp.jupyter.hub.config import hub_config
 from tests.hub_helpers import HubProcess, chp_command, jupyterhub
 from tests.jupyter_helpers import free_port
+from tests.mcp_results import text_of
 from tests.oauth_helpers import (
     MCP_HEADERS,
     Browser,
@@ -31,7 +32,6 @@ from tests.oauth_helpers import (
     sdk_oauth,
     wait_for_service,
 )
-from tests.serve.test_tools import text_of
 
 pytestmark = [
     pytest.mark.anyio,
@@ -195,6 +195,46 @@ def test_oauth_one_url_refuses_a_revoked_or_foreign_token_at_once(hub: HubProces
     assert revoked.status_code == 200, revoked.text
     refused = post_init(one_url(hub), tokens["access_token"])  # the service knows at once: no waiting
     assert refused.status_code == 401 and "revoked" in refused.json()["message"], refused.text
+
+
+def kernel_of(hub: HubProcess, user: str) -> str:
+    """The id of the kernel of ``user``'s mine.ipynb (opened by the ``hub`` fixture)."""
+    headers = {"Authorization": f"token {hub.create_token(user)}"}
+    sessions = httpx.get(hub.user_url(user) + "api/sessions", headers=headers, trust_env=False, timeout=30).json()
+    return next(s["kernel"]["id"] for s in sessions if s["path"] == "mine.ipynb")
+
+
+async def test_oauth_one_url_reaches_each_kernel_of_the_persons_server(hub: HubProcess) -> None:
+    """Item 2's per-kernel routes through item 4's one URL: the SDK's OAuth client connects by
+    {one URL}/kernels/{id} alone (the one URL is the resource that covers it) and runs code in that kernel."""
+    kernel = kernel_of(hub, "alice")
+    token = one_url_token(hub, "alice")
+    async with connect(one_url(hub), token) as client:  # the kernel's own nbmcp server, as a person starts it
+        code = (
+            "%load_ext nbmcp\nimport pandas as pd\nanswer_for_the_kernel_route = pd.DataFrame({'a': [1, 2]})\n"
+            "%mcp expose answer_for_the_kernel_route"
+        )
+        started = await client.call_tool("execute", {"code": code, "notebook": "mine.ipynb"})
+        assert not started.is_error, text_of(started)
+    url = f"{one_url(hub)}/kernels/{kernel}"
+    browser = Browser(hub, "alice")
+    provider, storage = sdk_oauth(url, browser)
+    try:
+        async with mcp_client(url, provider) as client:
+            result = await client.call_tool("list_objects", {})
+            assert not result.is_error and "answer_for_the_kernel_route" in text_of(result), text_of(result)
+            assert result.meta["io.modelcontextprotocol/serverInfo"]["name"] == "nbmcp"  # the kernel's own server
+    finally:
+        browser.close()
+    assert storage.tokens is not None
+    token = storage.tokens.access_token
+    assert jwt.decode(token, options={"verify_signature": False})["aud"] == one_url(hub)
+    # bob's kernel id with alice's token goes to alice's server, which has no such kernel
+    bobs = post_init(f"{one_url(hub)}/kernels/{kernel_of(hub, 'bob')}", token)
+    assert bobs.status_code == 404, bobs.text
+    not_an_id = post_init(f"{one_url(hub)}/kernels/not_a_kernel", token)
+    assert not_an_id.status_code == 404 and "is not a kernel id" in not_an_id.text, not_an_id.text
+    assert post_init(f"{one_url(hub)}/kernels/{kernel}", None).status_code == 401
 
 
 def test_oauth_refusal_names_the_hubs_full_token_page(hub: HubProcess) -> None:

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager
-from mcp.types import TextContent
 
 from nbmcp.client import connect
 from tests.jupyter_helpers import JupyterProcess, jupyter_server
+from tests.mcp_results import text_of
 
 pytestmark = [
     pytest.mark.anyio,
@@ -35,10 +35,6 @@ def r_kernel(js: JupyterProcess) -> str:
     response = js.api("POST", "api/sessions", json=body)
     response.raise_for_status()
     return response.json()["kernel"]["id"]
-
-
-def text_of(result) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 async def test_an_r_notebook_is_explored_like_a_python_one(js: JupyterProcess, r_kernel: str) -> None:

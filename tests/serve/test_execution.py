@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
+import anyio
 import pytest
 
 from nbmcp.serve.session import KernelSession
@@ -123,6 +125,69 @@ async def test_a_cancelled_cell_that_survives_one_interrupt_gets_another(ks: Ker
     outcome = await ks.execute("'after'", timeout=20)
     assert outcome.status == "ok", (outcome.status, outcome.message)
     assert outcome.outputs[0]["data"]["text/plain"] == "'after'"
+
+
+def _suspended_in(task: asyncio.Task, function: str) -> bool:
+    """Whether ``task`` waits somewhere inside a coroutine function named ``function`` (its chain of awaits)."""
+    coroutine = task.get_coro()
+    while coroutine is not None:
+        if getattr(getattr(coroutine, "cr_code", None), "co_name", None) == function:
+            return True
+        coroutine = getattr(coroutine, "cr_await", None)
+    return False
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["task", "scope"])
+async def test_an_execute_cancelled_while_a_cancelled_cell_drains_never_sends_its_code(
+    ks: KernelSession, tmp_path: Path, how: str
+) -> None:
+    """An execute waits until the previous, cancelled cell has stopped. Cancelled during that wait (an MCP
+    ``notifications/cancelled`` cancels the call's task; a client that disconnects, an anyio scope), it must end
+    there: its code must never reach the kernel. Swallowing that cancellation sent it anyway."""
+    release = tmp_path / "release"
+    running = asyncio.Event()
+    stubborn = (  # survives the drain's interrupts until the test lets it end
+        "import os, time\n"
+        "print('go', flush=True)\n"
+        f"while not os.path.exists({str(release)!r}):\n"
+        "    try:\n"
+        "        time.sleep(0.02)\n"
+        "    except KeyboardInterrupt:\n"
+        "        pass\n"
+    )
+    first = asyncio.create_task(ks.execute(stubborn, on_output=lambda n, t: running.set()))
+    await asyncio.wait_for(running.wait(), 10)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+    scope = anyio.CancelScope()
+
+    async def second_call() -> None:
+        with scope:
+            await ks.execute("sent_after_cancel = True", timeout=20)
+
+    second = asyncio.create_task(second_call())
+    with anyio.fail_after(10):  # until it waits for the drain: its execute_request is not sent yet
+        while not _suspended_in(second, "_execute"):
+            await asyncio.sleep(0)
+    if how == "task":
+        second.cancel()
+    else:
+        scope.cancel()
+    release.touch()  # the stubborn cell ends: a second execute that went on would run right after it
+    if how == "task":
+        with pytest.raises(asyncio.CancelledError):
+            await second
+    else:
+        await second
+        assert scope.cancelled_caught
+    # what the caller reads of its cancelled call is that nothing ran, not the stubborn cell's outcome
+    assert ks.last_outcome is not None and ks.last_outcome.outputs == [] and ks.last_outcome.status != "cancelled"
+    outcome = await ks.execute("'sent_after_cancel' in globals()", timeout=20)
+    assert outcome.status == "ok", (outcome.status, outcome.message)
+    assert outcome.outputs[0]["data"]["text/plain"] == "False"
 
 
 async def test_display_updates_and_clear_output(ks: KernelSession) -> None:

@@ -15,7 +15,8 @@ import nbformat
 import pytest
 from mcp import Client
 
-from tests.serve.test_tools import run, serve_params, text_of, wait_gone
+from tests.mcp_results import text_of
+from tests.serve.test_tools import run, serve_params, wait_gone
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 

@@ -27,7 +27,8 @@ from mcp import Client
 from mcp.client.stdio import stdio_client
 
 from tests.conftest import free_port
-from tests.serve.test_tools import serve_params, text_of
+from tests.mcp_results import text_of
+from tests.serve.test_tools import serve_params
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 

@@ -20,16 +20,13 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
-from mcp.types import TextContent
+
+from tests.mcp_results import text_of
 
 pytestmark = pytest.mark.anyio
 
 DENO = Path(sys.executable).parent / "deno"
 HAS_XEUS = importlib.util.find_spec("xpython_launcher") is not None
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(b.text for b in result.content if isinstance(b, TextContent))
 
 
 def kernelspec(root: Path, name: str, argv: list[str], language: str) -> None:

@@ -18,7 +18,8 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
-from mcp.types import TextContent
+
+from tests.mcp_results import text_of
 
 pytestmark = [
     pytest.mark.anyio,
@@ -60,10 +61,6 @@ big <- tbl(new("LoggedSQLite", raw_con), "big")
 sql_log <- character()
 cat("sql ready\n")
 """
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(b.text for b in result.content if isinstance(b, TextContent))
 
 
 @pytest.fixture(scope="module")

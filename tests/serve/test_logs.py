@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
-from mcp.types import TextContent
+
+from tests.mcp_results import text_of
 
 pytestmark = [
     pytest.mark.anyio,
@@ -30,10 +31,6 @@ def serve(tmp_path: Path, mode: str, **options: Any) -> Client:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     return Client(params, mode=mode, **options)
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(b.text for b in result.content if isinstance(b, TextContent))
 
 
 async def test_handshake_era_stderr_becomes_log_messages_after_set_level(tmp_path: Path) -> None:

@@ -41,8 +41,11 @@ def without_nbmcp() -> types.ModuleType:
     return module
 
 
-def test_probe_source_is_the_module_file() -> None:
-    assert probe_source() == Path(probe.__file__).read_text(encoding="utf-8")
+def test_probe_source_is_the_module_file_then_the_table_of_backends() -> None:
+    from nbmcp.frames import kinds
+
+    table = Path(kinds.__file__).read_text(encoding="utf-8")
+    assert probe_source() == Path(probe.__file__).read_text(encoding="utf-8") + f"\n_use_kinds({table!r})\n"
 
 
 @pytest.mark.parametrize("standalone", [False, True], ids=["with nbmcp", "without nbmcp"])
@@ -58,6 +61,7 @@ def test_variables_rows_and_descriptions(namespace: dict[str, Any], standalone: 
         "columns": ["a", "b"],
         "rows": [{"a": 2, "b": "y"}, {"a": 3, "b": "z"}],
         "offset": 1,
+        "limit": 5,
         "total_rows": 3,
     }
     assert json.loads(module.read_rows("items", 0, 1, None))["rows"] == [{"k": 1}]

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import anyio
 import pytest
-from mcp.types import TextContent
 
 from tests.conftest import connect
+from tests.mcp_results import MODES, text_of
 from tests.serve.test_run_http import TOKEN, ServeProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
-MODES = ["legacy", "auto"]
 
 SETUP = """
 import duckdb, pandas as pd, polars as pl, pyarrow as pa, pyarrow.parquet as pq
@@ -47,10 +46,6 @@ async def ready(server: ServeProcess) -> ServeProcess:
         result = await client.call_tool("execute", {"code": SETUP})
         assert not result.is_error, result
     return server
-
-
-def text_of(result) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 @pytest.mark.parametrize("mode", MODES)

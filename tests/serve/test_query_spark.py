@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mcp.types import TextContent
 
 from nbmcp.serve.query import sql_module
 from tests.conftest import KernelHandle, connect, start_kernel
+from tests.mcp_results import text_of
 from tests.serve.test_run_http import TOKEN, ServeProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.spark, pytest.mark.timeout(240)]
@@ -58,10 +58,6 @@ def server(kernel_with_spark: tuple[KernelHandle, Path], tmp_path_factory: pytes
         yield proc.url
     finally:
         proc.stop()
-
-
-def text_of(result) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 async def test_the_parser_differential_is_refused_through_the_tool(

@@ -14,7 +14,8 @@ import pytest
 from mcp import Client
 
 from tests.conftest import free_port, start_kernel
-from tests.serve.test_tools import serve_params, text_of
+from tests.mcp_results import text_of
+from tests.serve.test_tools import serve_params
 
 pytestmark = pytest.mark.anyio
 

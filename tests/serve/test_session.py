@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 
+import anyio
 import pytest
 
+from nbmcp.discovery import pid_alive
 from nbmcp.exceptions import KernelDeadError, KernelSessionError
 from nbmcp.serve.session import KernelSession
 
@@ -112,3 +115,21 @@ def _alive(pid: int | None) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as f:
         return f.read().split(") ", 1)[-1][:1] != "Z"
+
+
+@pytest.mark.timeout(60)
+async def test_a_start_cancelled_by_a_cancel_scope_leaves_no_kernel_behind() -> None:
+    """A cancel scope (the SDK's, an anyio caller's) cancels every await in it, the clean-up's too: the kernel a
+    cancelled start launched must be shut down all the same, not left running."""
+    session = await KernelSession.launch()
+    pid = session.pid
+    assert pid is not None and pid_alive(pid)
+    try:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await session.connect()
+        assert scope.cancelled_caught
+        assert not pid_alive(pid)
+    finally:
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from nbmcp.serve.stdio import MAX_MESSAGE_BYTES
+from nbmcp.transport.stdio import MAX_MESSAGE_BYTES
 
 
 def rss_mb(pid: int) -> float:

@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 import anyio
 import pytest
-from mcp.types import TextContent
 
 from tests.conftest import connect
+from tests.mcp_results import text_of
 from tests.serve.test_run_http import TOKEN, ServeProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -32,10 +32,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
         yield proc
     finally:
         proc.stop()
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(b.text for b in result.content if isinstance(b, TextContent))
 
 
 def gated(gate: Path, marker: Path | None = None) -> str:

@@ -20,11 +20,9 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.types import TextContent
 
+from tests.mcp_results import text_of
+
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(b.text for b in result.content if isinstance(b, TextContent))
 
 
 @pytest.fixture(scope="module", params=["legacy", "auto"])

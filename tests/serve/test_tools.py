@@ -18,7 +18,9 @@ import nbformat
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
-from mcp.types import ImageContent, TextContent
+from mcp.types import ImageContent
+
+from tests.mcp_results import text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -28,10 +30,6 @@ def serve_params(*args: str, cwd: Path) -> StdioServerParameters:
     return StdioServerParameters(
         command=sys.executable, args=["-m", "nbmcp.cli", "serve", *args], cwd=str(cwd), env=env
     )
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(b.text for b in result.content if isinstance(b, TextContent))
 
 
 def pid_alive(pid: int) -> bool:

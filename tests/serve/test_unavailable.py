@@ -13,12 +13,9 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from nbmcp.serve.unavailable import TOOL_NAME
+from tests.mcp_results import text_of
 
 pytestmark = pytest.mark.anyio
-
-
-def text_of(result) -> str:
-    return "\n".join(getattr(c, "text", "") for c in result.content)
 
 
 async def check_every_answer_says(params: StdioServerParameters, said: str, tmp_path: Path, mode: str) -> str:

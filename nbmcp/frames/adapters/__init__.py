@@ -1,7 +1,8 @@
 """One adapter per backend family behind :class:`nbmcp.frames.sources.Source`.
 
-Each module is imported only when its backend's library is already loaded (:func:`nbmcp.frames.source_for`
-checks ``sys.modules`` first), and imports its library inside functions: nothing here loads a backend.
+Which objects each adapter shows is said once, in :data:`nbmcp.frames.kinds.BACKENDS` (with the kind shown and how
+SQL reaches them); an adapter module is imported only when an object of its backend exists, and imports its library
+inside functions: nothing here loads a backend.
 
 - :mod:`.eager` — pandas and polars DataFrames, pyarrow Tables (the in-memory frames);
 - :mod:`.polars_lazy` — polars ``LazyFrame`` (``slice`` pushed into the scan);

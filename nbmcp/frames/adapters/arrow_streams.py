@@ -38,13 +38,6 @@ class _Buffer:
 
 
 class ArrowReaderSource(Source):
-    KIND = "pyarrow.RecordBatchReader"
-
-    @staticmethod
-    def accepts(obj: Any) -> bool:
-        pa = get_pyarrow()
-        return pa is not None and isinstance(obj, pa.RecordBatchReader)
-
     def _fill(self) -> _Buffer:
         """Read the stream's prefix once, up to the byte and row caps (the stream is consumed that far)."""
         with self.state.lock:
@@ -104,13 +97,6 @@ class ArrowReaderSource(Source):
 
 
 class ArrowDatasetSource(Source):
-    KIND = "pyarrow.dataset.Dataset"
-
-    @staticmethod
-    def accepts(obj: Any) -> bool:
-        ds = _dataset_module()
-        return ds is not None and isinstance(obj, ds.Dataset)
-
     def columns(self) -> list[str]:
         return list(self.obj.schema.names)
 

@@ -5,7 +5,6 @@ a page computes only the partition(s) holding its rows, projected to the chosen 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,17 +22,9 @@ def _arrow(pandas_frame: Any) -> Any:
 
 
 class DaskSource(Source):
-    KIND = "dask.dataframe.DataFrame"
-
     @property
     def _lengths(self) -> list[int]:
         return self.state.extra.setdefault("lengths", [])
-
-    @staticmethod
-    def accepts(obj: Any) -> bool:
-        dd = sys.modules.get("dask.dataframe")
-        frame = getattr(dd, "DataFrame", None)
-        return frame is not None and isinstance(obj, frame)
 
     def columns(self) -> list[str]:
         return [str(c) for c in self.obj.columns]

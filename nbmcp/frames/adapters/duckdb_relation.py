@@ -4,7 +4,6 @@ for a plain ``read_parquet``; Arrow streams are DuckDB's own record-batch reader
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,13 +23,6 @@ def _table(result: Any) -> Any:
 
 
 class DuckDBSource(Source):
-    KIND = "duckdb.DuckDBPyRelation"
-
-    @staticmethod
-    def accepts(obj: Any) -> bool:
-        duckdb = sys.modules.get("duckdb")
-        return duckdb is not None and isinstance(obj, duckdb.DuckDBPyRelation)
-
     def columns(self) -> list[str]:
         return list(self.obj.columns)
 

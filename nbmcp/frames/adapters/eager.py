@@ -9,7 +9,7 @@ from typing import Any
 import narwhals as nw
 
 from .. import pages
-from ..backends import is_frame, native_slice, row_count
+from ..backends import native_slice, row_count
 from ..sources import Source
 
 __all__ = ["EagerSource"]
@@ -17,16 +17,6 @@ __all__ = ["EagerSource"]
 
 class EagerSource(Source):
     lazy = False
-
-    @staticmethod
-    def accepts(obj: Any) -> bool:
-        return is_frame(obj)
-
-    @property
-    def kind(self) -> str:
-        from ..backends import frame_kind
-
-        return frame_kind(self.obj)
 
     def columns(self) -> list[str]:
         from ..backends import column_names

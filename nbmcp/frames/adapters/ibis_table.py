@@ -3,7 +3,6 @@ Arrow streams are consecutive pages."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,14 +12,6 @@ __all__ = ["IbisSource"]
 
 
 class IbisSource(Source):
-    KIND = "ibis.Table"
-
-    @staticmethod
-    def accepts(obj: Any) -> bool:
-        ibis = sys.modules.get("ibis")
-        table = getattr(getattr(ibis, "expr", None), "types", None)
-        return table is not None and isinstance(obj, table.Table)
-
     def columns(self) -> list[str]:
         return list(self.obj.columns)
 

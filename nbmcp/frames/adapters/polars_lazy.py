@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from narwhals.dependencies import get_polars, is_polars_lazyframe
+from narwhals.dependencies import get_polars
 
 from ..sources import Source, narwhals_schema
 
@@ -15,12 +15,6 @@ __all__ = ["PolarsLazySource"]
 
 
 class PolarsLazySource(Source):
-    KIND = "polars.LazyFrame"
-
-    @staticmethod
-    def accepts(obj: Any) -> bool:
-        return is_polars_lazyframe(obj)
-
     def _schema(self) -> Any:
         return self.obj.collect_schema()
 

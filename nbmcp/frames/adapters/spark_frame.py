@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,16 +21,6 @@ def _arrow(frame: Any) -> Any:
 
 
 class SparkSource(Source):
-    KIND = "pyspark.sql.DataFrame"
-
-    @staticmethod
-    def accepts(obj: Any) -> bool:
-        sql = sys.modules.get("pyspark.sql")
-        classes = [getattr(sql, "DataFrame", None)]
-        connect = sys.modules.get("pyspark.sql.connect.dataframe")
-        classes.append(getattr(connect, "DataFrame", None))
-        return any(c is not None and isinstance(obj, c) for c in classes)
-
     def columns(self) -> list[str]:
         return list(self.obj.columns)
 

@@ -74,7 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "behind a TLS-terminating front end)",
     )
     parser.add_argument(
-        "--state-dir", default="/srv/jupyterhub/nbmcp-oauth", help="where the service keeps its signing key"
+        "--state-dir",
+        default="/srv/jupyterhub/nbmcp-oauth",
+        help="where the service keeps its signing key and grants file (both 0600; back it up, keep it private)",
     )
 
 

@@ -12,6 +12,7 @@ import html
 import secrets
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from jupyterhub.services.auth import HubOAuth
 from starlette.requests import Request
@@ -19,6 +20,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 from tornado.httputil import url_concat
 
+from .cimd import is_cimd_client_id
 from .grants import Grants, Pending
 from .scopes import READ, SCOPES
 
@@ -101,6 +103,9 @@ class ConsentPages:
     def _form(self, pending: Pending, request_id: str, user: str) -> str:
         client = pending.client
         name = html.escape(client.client_name or client.client_id or "an unnamed client")
+        if client.client_id and is_cimd_client_id(client.client_id):
+            # the name is the document's say-so; its host is where it really comes from
+            name += f" (from <code>{html.escape(urlsplit(client.client_id).netloc)}</code>)"
         redirect = html.escape(str(pending.params.redirect_uri))
         scopes = pending.params.scopes or [READ]
         items = "".join(

@@ -1,16 +1,18 @@
 """The authorization server's state: registered clients, pending consents, codes, grants, refresh tokens.
 
 Implements the MCP SDK's ``OAuthAuthorizationServerProvider``; the SDK's handlers do the protocol checks
-(PKCE S256, redirect URI, code expiry, client authentication). Kept in memory: a service restart signs
-everyone out (access tokens run to their short expiry). A replayed code or a rotated-out refresh token
-revokes the whole grant (OAuth 2.1 §4.1.3, §6.1): one of the two parties presenting it is an attacker.
+(PKCE S256, redirect URI, code expiry, client authentication). Registered clients, grants (revoked or not)
+and refresh tokens (hashed) survive a restart in the grants file (``store``); pending consents and codes
+live a minute or ten and are not kept. A client id that is an https URL is a Client ID Metadata Document
+(``cimd``). A replayed code or a rotated-out refresh token revokes the whole grant (OAuth 2.1 §4.1.3, §6.1):
+one of the two parties presenting it is an attacker.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -24,13 +26,17 @@ from mcp.server.auth.provider import (
 )
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
+from .cimd import CIMDError, ClientMetadataDocuments, is_cimd_client_id
 from .scopes import SCOPES
+from .store import GrantsFile, token_hash
 from .tokens import SigningKey
 
 __all__ = ["Grants", "Pending"]
 
 CODE_TTL = 60
 PENDING_TTL = 600
+# registration is open to anyone (RFC 7591): past this many clients, the oldest without a live grant goes
+MAX_CLIENTS = 5000
 
 
 class Code(AuthorizationCode):
@@ -62,12 +68,23 @@ class Grant:
     resource: str
     created: float
     revoked: bool = False
+    revoked_at: float = 0.0
 
 
 class Grants:
     """The provider behind the SDK's /authorize, /token, /register and /revoke handlers."""
 
-    def __init__(self, key: SigningKey, *, issuer: str, hub_url: str, access_ttl: int, refresh_ttl: int) -> None:
+    def __init__(
+        self,
+        key: SigningKey,
+        *,
+        issuer: str,
+        hub_url: str,
+        access_ttl: int,
+        refresh_ttl: int,
+        store: GrantsFile | None = None,
+        documents: ClientMetadataDocuments | None = None,
+    ) -> None:
         self.key = key
         self.issuer = issuer
         self.hub_url = hub_url  # public, ends with "/"
@@ -79,8 +96,12 @@ class Grants:
         # spent codes and rotated-out refresh tokens -> (grant id, until when a replay is remembered)
         self.used_codes: dict[str, tuple[str, float]] = {}
         self.grants: dict[str, Grant] = {}
-        self.refresh: dict[str, Refresh] = {}
-        self.rotated: dict[str, tuple[str, float]] = {}
+        self.refresh: dict[str, Refresh] = {}  # by hash of the token; ``Refresh.token`` is that hash
+        self.rotated: dict[str, tuple[str, float]] = {}  # by hash too
+        self.store = store
+        self.documents = documents or ClientMetadataDocuments()
+        if store is not None:
+            self._restore(store.load())
 
     # ------------------------------------------------------------------ resources
     def resource_of(self, user: str) -> str:
@@ -114,11 +135,27 @@ class Grants:
 
     # ------------------------------------------------------------------ clients (RFC 7591)
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
-        return self.clients.get(client_id)
+        registered = self.clients.get(client_id)
+        if registered is not None or not is_cimd_client_id(client_id):
+            return registered
+        try:
+            return await self.documents.client(client_id)
+        except CIMDError:
+            return None  # /authorize says why first (``service``); the token endpoint says invalid_client
 
     async def register_client(self, client_info: OAuthClientInformationFull) -> None:
         assert client_info.client_id is not None
+        if client_info.client_secret:
+            # derived, not stored: the grants file alone authenticates no client
+            client_info.client_secret = self.key.derive(f"client-secret:{client_info.client_id}")
+        if len(self.clients) >= MAX_CLIENTS:
+            in_use = {g.client_id for g in self.grants.values() if not g.revoked}
+            idle = [c for c in self.clients.values() if c.client_id not in in_use]
+            if idle:
+                oldest = min(idle, key=lambda c: c.client_id_issued_at or 0)
+                del self.clients[str(oldest.client_id)]
         self.clients[client_info.client_id] = client_info
+        self._save()
 
     # ------------------------------------------------------------------ authorize
     async def authorize(self, client: OAuthClientInformationFull, params: AuthorizationParams) -> str:
@@ -146,6 +183,7 @@ class Grants:
         self.grants[grant_id] = Grant(
             user, client_id, pending.client.client_name or client_id, scopes, resource, time.time()
         )
+        self._save()
         code = secrets.token_urlsafe(32)
         self.codes[code] = Code(
             code=code,
@@ -190,9 +228,10 @@ class Grants:
         return self._issue(authorization_code.grant_id, authorization_code.scopes)
 
     async def load_refresh_token(self, client: OAuthClientInformationFull, refresh_token: str) -> Refresh | None:
-        found = self.refresh.get(refresh_token)
+        hashed = token_hash(refresh_token)
+        found = self.refresh.get(hashed)
         if found is None:
-            replayed = self.rotated.get(refresh_token)
+            replayed = self.rotated.get(hashed)
             if replayed:
                 self.revoke_grant(replayed[0])
             return None
@@ -204,7 +243,7 @@ class Grants:
         grant = self.grants.get(refresh_token.grant_id)
         if grant is None or grant.revoked:
             raise TokenError("invalid_grant", "this grant was revoked: sign in again")
-        del self.refresh[refresh_token.token]
+        del self.refresh[refresh_token.token]  # the hash
         self.rotated[refresh_token.token] = (refresh_token.grant_id, float(refresh_token.expires_at or 0))
         return self._issue(refresh_token.grant_id, scopes)
 
@@ -220,8 +259,8 @@ class Grants:
             ttl=self.access_ttl,
         )
         refresh = secrets.token_urlsafe(32)
-        self.refresh[refresh] = Refresh(
-            token=refresh,
+        self.refresh[token_hash(refresh)] = Refresh(
+            token=token_hash(refresh),
             client_id=grant.client_id,
             scopes=grant.scopes,
             expires_at=int(time.time()) + self.refresh_ttl,
@@ -229,6 +268,7 @@ class Grants:
             subject=grant.user,
             grant_id=grant_id,
         )
+        self._save()
         return OAuthToken(
             access_token=access,
             token_type="Bearer",
@@ -259,10 +299,12 @@ class Grants:
 
     def revoke_grant(self, grant_id: str) -> None:
         grant = self.grants.get(grant_id)
-        if grant is not None:
+        if grant is not None and not grant.revoked:
             grant.revoked = True
+            grant.revoked_at = time.time()
         for token in [t for t, r in self.refresh.items() if r.grant_id == grant_id]:
             del self.refresh[token]
+        self._save()
 
     def revoked(self) -> list[str]:
         """Ids of revoked grants: users' servers refuse their access tokens before these expire."""
@@ -280,6 +322,38 @@ class Grants:
         for remembered in (self.used_codes, self.rotated):
             for key in [k for k, (_, until) in remembered.items() if until < now]:
                 del remembered[key]
+        # a revoked grant's access tokens have all expired: servers need not hear of it any more
+        spent = now - self.access_ttl - 60
+        for grant_id in [g for g, v in self.grants.items() if v.revoked and v.revoked_at < spent]:
+            del self.grants[grant_id]
+
+    # ------------------------------------------------------------------ persistence (``store``)
+    def _save(self) -> None:
+        if self.store is None:
+            return
+        self.store.save(
+            {
+                # a metadata document client is read again from its URL, not kept
+                "clients": {
+                    i: c.model_dump(mode="json", exclude={"client_secret"}, exclude_none=True)
+                    for i, c in self.clients.items()
+                },
+                "grants": {i: asdict(g) for i, g in self.grants.items()},
+                "refresh": {h: r.model_dump(mode="json") for h, r in self.refresh.items()},
+                "rotated": self.rotated,
+            }
+        )
+
+    def _restore(self, data: dict[str, Any]) -> None:
+        for client_id, saved in data.get("clients", {}).items():
+            client = OAuthClientInformationFull.model_validate(saved)
+            if client.token_endpoint_auth_method not in (None, "none"):
+                client.client_secret = self.key.derive(f"client-secret:{client_id}")
+            self.clients[client_id] = client
+        self.grants = {i: Grant(**g) for i, g in data.get("grants", {}).items()}
+        self.refresh = {h: Refresh.model_validate(r) for h, r in data.get("refresh", {}).items()}
+        self.rotated = {h: (g, until) for h, (g, until) in data.get("rotated", {}).items()}
+        self._expire()
 
 
 def _with_query(url: str, **params: Any) -> str:

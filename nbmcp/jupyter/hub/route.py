@@ -7,6 +7,10 @@ Hub's proxy, to ``{hub}/user/{sub}/nbmcp/mcp``, whose server checks it again: it
 audience only for its own user, and enforces the scopes and writes the audit line as for a direct token.
 The service holds no credential for users' servers; it can only pass on what the person's assistant sent.
 
+Each kernel's own endpoint is there too: ``{hub}/services/nbmcp/mcp/kernels/{kernel_id}`` goes to
+``{hub}/user/{sub}/nbmcp/kernels/{kernel_id}/mcp``. It sits below the one URL on purpose: the one URL is the
+resource (RFC 8707) that covers it, so the same sign-in and token serve every kernel of the person's server.
+
 Whether a server is running comes from the Hub's REST API (the service's ``read:servers`` role), remembered
 for a few seconds; a stopped server is answered in words, with where to start it, as a JSON-RPC error.
 """
@@ -38,6 +42,7 @@ log = logging.getLogger(__name__)
 
 READY_FOR = 5.0  # seconds a running server is taken as running without asking the Hub again
 SERVER_ERROR = -32000  # JSON-RPC: implementation-defined server error
+KERNEL_ID = re.compile(r"[0-9A-Za-z-]{1,64}")  # Jupyter's kernel ids are UUIDs
 
 
 class Refused(Exception):
@@ -64,6 +69,7 @@ class OneURL:
     def routes(self) -> list[Route]:
         return [
             Route("/mcp", self.handle, methods=["GET", "POST", "DELETE"]),
+            Route("/mcp/kernels/{kernel_id}", self.handle, methods=["GET", "POST", "DELETE"]),
             Route("/.well-known/oauth-protected-resource/mcp", self.metadata, methods=["GET"]),
         ]
 
@@ -94,10 +100,14 @@ class OneURL:
             user = self._verify(token)
         except Refused as exc:
             return self._refuse(exc, str(exc))
+        kernel_id = request.path_params.get("kernel_id")
+        if kernel_id is not None and not KERNEL_ID.fullmatch(kernel_id):
+            return _jsonrpc_error(body, f"{kernel_id!r} is not a kernel id: use {self.resource}/kernels/<id>", 404)
         stopped = await self._not_running(user)
         if stopped:
             return _jsonrpc_error(body, stopped, 503)
-        return await self._forward(request, user, token, body)
+        target = f"nbmcp/kernels/{kernel_id}/mcp" if kernel_id else "nbmcp/mcp"
+        return await self._forward(request, user, token, body, target)
 
     def _verify(self, token: str) -> str:
         """The user whose server the token opens; Refused when it does not open any."""
@@ -147,8 +157,8 @@ class OneURL:
             return f"{user}'s server is starting: retry in a few seconds (progress at {hub}hub/spawn-pending/{user})"
         return f"{user}'s server is not running: start it at {hub}hub/spawn/{user}, then retry"
 
-    async def _forward(self, request: Request, user: str, token: str, body: bytes) -> Response:
-        url = f"{self.proxy_url}user/{quote(user, safe='')}/nbmcp/mcp"
+    async def _forward(self, request: Request, user: str, token: str, body: bytes, target: str) -> Response:
+        url = f"{self.proxy_url}user/{quote(user, safe='')}/{target}"
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in DROP_REQUEST_HEADERS]
         headers.append(("Authorization", f"Bearer {token}"))
         try:

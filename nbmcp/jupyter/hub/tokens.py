@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -75,6 +76,13 @@ class SigningKey:
         public = jwt.algorithms.OKPAlgorithm.to_jwk(key.public_key(), as_dict=True)
         self.kid = _thumbprint(public)
         self.jwk = {**public, "kid": self.kid, "alg": ALGORITHM, "use": "sig"}
+
+    def derive(self, label: str) -> str:
+        """A secret for ``label`` that only this key's holder can compute (HMAC of the private key): stored nowhere."""
+        raw = self._key.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
+        return hmac.new(raw, label.encode(), hashlib.sha256).hexdigest()
 
     @property
     def public_key(self) -> Any:

@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from ...frames import kinds
 from ..session import KernelSession
 from .adapter import LanguageAdapter
 from .transport import INSPECT_TIMEOUT, ask
@@ -30,8 +31,10 @@ _CALL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\(")
 
 @cache
 def probe_source() -> str:
-    """The source of :mod:`nbmcp.serve.probe`, as sent to the kernel."""
-    return (Path(__file__).parent.parent / "probe.py").read_text(encoding="utf-8")
+    """The source of :mod:`nbmcp.serve.probe`, as sent to the kernel, with the table of backends it needs where
+    nbmcp is missing (:mod:`nbmcp.frames.kinds`)."""
+    table = Path(kinds.__file__).read_text(encoding="utf-8")
+    return (Path(__file__).parent.parent / "probe.py").read_text(encoding="utf-8") + f"\n_use_kinds({table!r})\n"
 
 
 @cache

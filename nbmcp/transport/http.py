@@ -1,8 +1,10 @@
-"""HTTP transport for all three servers: loopback names, Host/Origin/token middleware, the socket, uvicorn.
+"""HTTP endpoints for all three servers: loopback names, Host/Origin/token middleware, the socket, uvicorn.
 
-One uvicorn set-up (:func:`uvicorn_server`) runs either on a daemon thread with its own event loop
-(:class:`RunningServer`: the in-kernel server) or in an event loop that is already running
-(:func:`serve_app`: ``nbmcp serve --transport http``, the Jupyter Server extension).
+:func:`open_endpoint` is the one endpoint builder: it binds, puts :class:`SecurityMiddleware` in front of the
+app with the names of the exact address it is bound to, says the URL (IPv6 bracketed) and writes and removes
+the connection file. One uvicorn set-up (:func:`uvicorn_server`) then runs it either on a daemon thread with
+its own event loop (:meth:`Endpoint.serve_in_thread`: the in-kernel server) or in an event loop that is
+already running (:meth:`Endpoint.serve`: ``nbmcp serve --transport http``, the Jupyter Server extension).
 
 The SDK lets any ``http://localhost:*`` origin through and turns its checks off when bound to
 ``0.0.0.0``, so nbmcp checks Host and Origin itself, in front of the SDK app, against the exact address
@@ -15,28 +17,40 @@ import asyncio
 import contextlib
 import hmac
 import json
+import logging
+import os
 import socket
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
+from .. import discovery
+
 __all__ = [
+    "LOOPBACK",
+    "Endpoint",
     "RunningServer",
     "SecurityMiddleware",
     "bind_socket",
     "loopback_names",
+    "open_endpoint",
     "serve_app",
     "serve_in_thread",
     "uvicorn_server",
 ]
 
 ASGIApp = Any
+log = logging.getLogger(__name__)
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def loopback_names(host: str, port: int) -> tuple[list[str], list[str]]:
     """Allowed Host headers and browser Origins for a server bound to ``host:port``."""
     names = {host}
-    if host in ("127.0.0.1", "localhost", "::1"):
+    if host in LOOPBACK:
         names |= {"127.0.0.1", "localhost"}
     hosts, origins = [], []
     for name in sorted(names):
@@ -169,8 +183,13 @@ async def serve_app(
         await asyncio.shield(serving)
     finally:
         server.should_exit = True
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(asyncio.shield(serving), stop_timeout)
+        if not serving.done():
+            # A second cancellation while stopping goes through (the stop goes on, shielded, without us).
+            done, _ = await asyncio.wait([serving], timeout=stop_timeout)
+            if not done:
+                server.force_exit = True  # connections that would not close in time are dropped
+            elif not serving.cancelled() and serving.exception() is not None:
+                log.warning("the HTTP server failed while stopping", exc_info=serving.exception())
 
 
 class RunningServer:
@@ -195,7 +214,7 @@ class RunningServer:
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(self._server.serve(sockets=[self.sock]))
-        except BaseException as exc:  # reported by __init__ / stop
+        except (Exception, SystemExit) as exc:  # uvicorn exits when its start-up fails: reported by __init__
             self._error = exc
         finally:
             self._started.set()
@@ -223,3 +242,89 @@ class RunningServer:
 def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
     """``app`` served on a daemon thread at ``host:port`` (port 0: any free one)."""
     return RunningServer(app, bind_socket(host, port))
+
+
+class Endpoint:
+    """A bound HTTP endpoint: the listening socket, the app behind the Host/Origin/token checks, the URL,
+    and the connection file once :meth:`publish` wrote it. Made by :func:`open_endpoint`."""
+
+    def __init__(self, sock: socket.socket, security: SecurityMiddleware, *, path: str, requested_port: int) -> None:
+        self.sock = sock
+        self.security = security
+        self.host, self.port = sock.getsockname()[:2]
+        self.requested_port = requested_port  # differs from port when it was taken and any port would do
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        self.url = f"http://{shown}:{self.port}{path}"
+        self._published: tuple[str, dict[str, Any]] | None = None
+        self.connection_file: Path | None = None
+
+    @property
+    def token(self) -> str | None:
+        return self.security.token
+
+    async def serve(self, *, on_started: Callable[[], None] | None = None, **options: Any) -> None:
+        """Serve in the running event loop until cancelled (then stop gracefully, bounded); ``options``
+        override ``uvicorn.Config`` settings."""
+        await serve_app(self.security, self.sock, on_started=on_started, **options)
+
+    def serve_in_thread(self, *, name: str = "nbmcp-http") -> RunningServer:
+        """Serve on a daemon thread with its own event loop (``stop()`` it; it closes the socket)."""
+        return RunningServer(self.security, self.sock, name=name)
+
+    def publish(self, file_id: str, /, **fields: Any) -> Path:
+        """Write the connection file ``nbmcp-<file_id>.json`` (URL, token, pid and ``fields``), mode 0600."""
+        self._published = (file_id, fields)
+        info = {"url": self.url, "token": self.token, "pid": os.getpid(), **fields}
+        self.connection_file = discovery.write_connection_file(file_id, info)
+        return self.connection_file
+
+    def set_token(self, token: str) -> None:
+        """From now on clients must send ``token``; the connection file, if written, says so."""
+        self.security.set_token(token)
+        if self._published is not None:
+            file_id, fields = self._published
+            self.publish(file_id, **fields)
+
+    def unpublish(self) -> None:
+        """Remove the connection file (it holds the token): safe to call more than once, from a signal too."""
+        path, self.connection_file, self._published = self.connection_file, None, None
+        discovery.remove_connection_file(path)
+
+    def close(self) -> None:
+        """Connection file removed, socket closed."""
+        self.unpublish()
+        self.sock.close()
+
+
+def open_endpoint(
+    app: ASGIApp,
+    *,
+    host: str,
+    port: int,
+    token: str | None,
+    allowed_origins: Iterable[str] = (),
+    own_origins: bool = True,
+    any_port_if_taken: bool = False,
+    path: str = "/mcp",
+) -> Endpoint:
+    """``app`` on ``host:port`` (0: any free port) behind the Host/Origin/token checks: Host must name the bound
+    address (or, on loopback, ``localhost``/``127.0.0.1``), Origin must be the server's own (unless
+    ``own_origins`` is False) or one of ``allowed_origins``, and every request must carry ``token`` (None: no
+    token is checked, for loopback only). ``any_port_if_taken``: a taken ``port`` gives way to a free one
+    (``endpoint.port != endpoint.requested_port`` says so)."""
+    if host not in LOOPBACK and not token:
+        raise ValueError(f"binding {host} exposes the kernel beyond this machine: a token is required")
+    try:
+        sock = bind_socket(host, port)
+    except OSError:
+        if not any_port_if_taken or port == 0:
+            raise
+        sock = bind_socket(host, 0)
+    bound_host, bound_port = sock.getsockname()[:2]
+    hosts, origins = [], []
+    for name in dict.fromkeys([host, bound_host]):  # as configured (a name) and as bound (an address)
+        more_hosts, more_origins = loopback_names(name, bound_port)
+        hosts += more_hosts
+        origins += more_origins if own_origins else []
+    security = SecurityMiddleware(app, token=token, allowed_hosts=hosts, allowed_origins=[*origins, *allowed_origins])
+    return Endpoint(sock, security, path=path, requested_port=port)
