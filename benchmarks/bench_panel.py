@@ -56,7 +56,7 @@ class Kernel:
 
 SETUP = """
 %load_ext nbmcp
-import nbmcp, nbmcp.inkernel.panel, json
+import nbmcp, nbmcp.inkernel.oversight.panel, json
 from IPython.display import display
 
 @nbmcp.tool
@@ -80,7 +80,7 @@ def _condition(panel, audit):
     if not panel and _panel is not None:
         _panel.close()
         _panel = None
-    assert (nbmcp.inkernel.panel.current_panel() is not None) == panel
+    assert (nbmcp.inkernel.oversight.panel.current_panel() is not None) == panel
     assert (_server.mcp_server.approver is not None) == panel
 """
 

@@ -72,8 +72,8 @@ def __getattr__(name: str) -> Any:
         from mcp.server.mcpserver import Context
 
         return Context
-    if name == "ToolContext":  # what a tool gets to ask the client: elicit, sample (nbmcp.inkernel.interaction)
-        from .inkernel.interaction import ToolContext
+    if name == "ToolContext":  # what a tool gets to ask the client: elicit, sample (nbmcp.inkernel.calls.interaction)
+        from .inkernel.calls.interaction import ToolContext
 
         return ToolContext
     raise AttributeError(f"module 'nbmcp' has no attribute {name!r}")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from nbmcp.serve.session import KernelSession
+from nbmcp.serve.kernel.session import KernelSession
 from tests.serve.test_tools import pid_alive as alive
 
 

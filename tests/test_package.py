@@ -38,7 +38,9 @@ PRIVATE_ALLOWED = {
     ("nbmcp/sdk.py", "_connection"): "the SDK keeps a session's Connection private (documented per-connection state)",
     ("nbmcp/inkernel/registry.py", "_getframe"): "sys._getframe: the caller's namespace for expose(variable=...)",
     ("nbmcp/jupyter/__init__.py", "_load_jupyter_server_extension"): "Jupyter Server's extension entry point",
-    ("nbmcp/inkernel/panel.py", "_reply_subshell_for"): "ipykernel 7's only hook to keep panel clicks off a busy shell",
+    ("nbmcp/inkernel/oversight/panel.py", "_reply_subshell_for"): (
+        "ipykernel 7's only hook to keep panel clicks off a busy shell"
+    ),
     # Spark's own parser must check what Spark runs (issue 19): PySpark reaches it, and the plan it runs, only here.
     ("nbmcp/frames/spark_sql.py", "_jsparkSession"): "Spark's SQL parser and Dataset.ofRows: the JVM session only",
     ("nbmcp/frames/spark_sql.py", "_jvm"): "the JVM classes of the plan nodes the checker allows (py4j)",
@@ -53,7 +55,9 @@ PRIVATE_ALLOWED = {
     ("nbmcp/frames/sql_child.py", "_exit"): "os._exit (documented): a forked child ends without the kernel's cleanup",
     # read by name (getattr/hasattr), each falling back when the name is gone
     ("nbmcp/inkernel/shell.py", "_main_asyncio_lock"): "ipykernel's lock held while a cell runs: 'between cells'",
-    ("nbmcp/serve/channels.py", "_recv"): "jupyter_client's one-await receive (get_msg polls, then receives: two)",
+    ("nbmcp/serve/kernel/channels.py", "_recv"): (
+        "jupyter_client's one-await receive (get_msg polls, then receives: two)"
+    ),
     ("nbmcp/frames/adapters/arrow_streams.py", "_scan_options"): (
         "pyarrow keeps Dataset.filter's filter only there; a filtered dataset's footer row counts are wrong"
     ),
@@ -65,7 +69,7 @@ THIRD_PARTY_PRIVATE_ALLOWED: dict[tuple[str, str], str] = {}
 # Cancellation is never swallowed (issue 21). Legitimate `except BaseException` handlers that do not re-raise,
 # by (file, function), each with its reason:
 CANCELLATION_ALLOWED = {
-    ("nbmcp/inkernel/workers.py", "_thread_main"): (
+    ("nbmcp/inkernel/calls/workers.py", "_thread_main"): (
         "a worker thread, no event loop, nothing to cancel: every failure goes to the awaiting future, and "
         "CallAbandoned (sent when that future's caller went away) ends there"
     ),

@@ -124,7 +124,7 @@ def tool(
             raise TypeError("a lambda has no name: use @nbmcp.tool(name=...)")
         schema = None
         if input_schema is not None:
-            from .structured import check_input_schema
+            from .protocol.structured import check_input_schema
 
             schema = check_input_schema(input_schema, func, label=f"tool {tool_name!r}")
         default_registry.add_tool(
@@ -297,7 +297,7 @@ def info() -> ServerInfo | None:
 
 def panel() -> Any:
     """An ipywidgets panel: server state, clients, tools, live calls and approvals."""
-    from .panel import show_panel
+    from .oversight.panel import show_panel
 
     return show_panel()
 

@@ -173,7 +173,7 @@ class InKernelSettings:
 
     @property
     def query_options(self) -> dict[str, Any]:
-        """Keyword arguments of :class:`~nbmcp.inkernel.query.QueryTool`."""
+        """Keyword arguments of :class:`~nbmcp.inkernel.views.query.QueryTool`."""
         return {
             "timeout": self.query_timeout,
             "save_max_rows": self.query_save_max_rows,

@@ -15,9 +15,9 @@ from typing import Any
 
 from .._version import __version__
 from ..transport import open_endpoint
-from . import capture
-from .audit import AuditLog
+from .calls import capture
 from .config import InKernelSettings, load_config
+from .oversight.audit import AuditLog
 from .registry import default_registry
 from .server import NbMCPServer
 

@@ -16,11 +16,11 @@ from IPython.core.magic import Magics, line_magic, magics_class
 
 from ..content.summary import summary_line
 from . import lifecycle
-from .approvals import pending_approvals
-from .objects import OBJECT_TEMPLATES, OBJECTS_URI
-from .panel_state import abandoned_note
+from .oversight.approvals import pending_approvals
+from .oversight.panel_state import abandoned_note
 from .registry import Registry, default_registry
 from .shell import banner, start_in_shell
+from .views.objects import OBJECT_TEMPLATES, OBJECTS_URI
 
 USAGE = """\
 %mcp                      status: URL, clients, tools, resources
@@ -181,7 +181,7 @@ class NbMCPMagics(Magics):
 
     def _cmd_panel(self, args: list[str]) -> Any:
         self._no_args(args, "panel")
-        from .panel import show_panel  # ipywidgets loads only when a panel is asked for
+        from .oversight.panel import show_panel  # ipywidgets loads only when a panel is asked for
 
         return show_panel()
 

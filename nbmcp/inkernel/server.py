@@ -1,9 +1,9 @@
 """``NbMCPServer``: the MCP app built from a :class:`~nbmcp.inkernel.registry.Registry`.
 
 Data flows one way: what the user published is mirrored into an SDK ``MCPServer`` (tools and prompts by
-spec identity; objects and resources are resolved at read time by :mod:`.objects`), and registry events
-become change notifications (:mod:`.notifications`). Calls run through :mod:`.calls`; clients and calls
-are recorded by :mod:`.activity`. Serving it over HTTP with a connection file is
+spec identity; objects and resources are resolved at read time by :mod:`.views.objects`), and registry events
+become change notifications (:mod:`.protocol.notifications`). Calls run through :mod:`.calls.pipeline`; clients and
+calls are recorded by :mod:`.oversight.activity`. Serving it over HTTP with a connection file is
 :class:`~nbmcp.inkernel.lifecycle.InKernelServer`'s job.
 """
 
@@ -30,17 +30,17 @@ from .._version import __version__
 from ..exceptions import ToolTimeout
 from ..sdk import ToolServer, announce_list_changes, quiet_mcp_server
 from ..tasks import owner_middleware, tasks_extension
-from . import logs, prompts, structured, toolmeta
-from .activity import Activity, CallRecord, ClientRecord
-from .calls import Approver, CallPipeline, MainThreadRunner
-from .completion import Completions
+from .calls.pipeline import Approver, CallPipeline, MainThreadRunner
+from .calls.workers import PoolStatus, ToolBusy, WorkerPool, client_key_middleware, current_client_key
 from .config import InKernelSettings
-from .notifications import Notifier
-from .objects import OBJECT_TEMPLATES, Base64Blob, ObjectViews, builtin_tool
-from .query import QueryTool
+from .oversight.activity import Activity, CallRecord, ClientRecord
+from .protocol import logs, prompts, structured, toolmeta
+from .protocol.completion import Completions
+from .protocol.notifications import Notifier
 from .registry import PromptSpec, Registry, RegistryEvent, ToolSpec, check_icons
-from .table_app import TOOL_META, apps_extension, view_tool
-from .workers import PoolStatus, ToolBusy, WorkerPool, client_key_middleware, current_client_key
+from .views.objects import OBJECT_TEMPLATES, Base64Blob, ObjectViews, builtin_tool
+from .views.query import QueryTool
+from .views.table_app import TOOL_META, apps_extension, view_tool
 
 __all__ = ["MODES", "OBJECT_TEMPLATES", "CallRecord", "ClientRecord", "NbMCPServer", "ServerSnapshot"]
 
@@ -279,7 +279,7 @@ class NbMCPServer:
         return await _read_in(self.read_pool, key, functools.partial(fn, *args), self._pipeline.tool_timeout, None)
 
     async def _run_limited_read(self, key: str, fn: Callable[[], Any], seconds: float) -> Any:
-        """One object's part of a read of many (:func:`.untrusted.read_each`): ``ToolTimeout`` after ``seconds``,
+        """One object's part of a read of many (:func:`.calls.untrusted.read_each`): ``ToolTimeout`` after ``seconds``,
         and at once while an earlier read of it is still stuck (one thread per hung object, not one per read)."""
         if self.read_pool.status().abandoned.get(key):
             raise ToolTimeout(seconds)

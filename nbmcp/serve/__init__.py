@@ -4,16 +4,15 @@ The public names of this wing, for the CLI and the Jupyter Server extension. The
 ``nbmcp serve`` launches its kernel before the MCP SDK is imported (start-up time), and importing this
 package must not import the SDK.
 
-Rooms: the kernel -- :mod:`.channels`, :mod:`.connect`, :mod:`.execution`, :mod:`.session` (which owns the
-kernel: start, attach, restart, shutdown, liveness) over :mod:`.kernel_requests` (execute, inspect, interrupt)
-over :mod:`.message_router` (each message to its request); the server -- :mod:`.provider`, :mod:`.inspection`
-(with :mod:`.probe`, which runs in the kernel), :mod:`.catalog` (the kernel tools, each declared once),
-:mod:`.tool_logic` (what they do), :mod:`.tool_arguments` (their shared argument types), :mod:`.tools`
-(:func:`build_server`), :mod:`.run`; results and files -- :mod:`.outputs`, :mod:`.recorder`, :mod:`.notebooks`.
+Rooms: :mod:`.kernel` (one kernel over the Jupyter messaging protocol, and how much of an output is kept);
+:mod:`.kernel_tools` (the kernel tools: declared once in :mod:`.kernel_tools.catalog`, their logic, arguments and
+answers); :mod:`.notebook` (notebook files: the session recording and the notebook tools); :mod:`.languages` (one
+inspection adapter per kernel language, with the code each runs in the kernel). At the top: :mod:`.provider`,
+:mod:`.run`, :mod:`.tools`, :mod:`.unavailable`.
 
-Adding a kernel tool = one ``@_declare``-d function in :mod:`.catalog` (its logic a method of ``ServeTools`` in
-:mod:`.tool_logic`): ``nbmcp serve`` and the Jupyter extension's ``{base_url}nbmcp/mcp`` both get it, the latter
-with its ``notebook`` argument, and ``tests/jupyter/test_tool_parity.py`` checks they agree.
+Adding a kernel tool = one ``@_declare``-d function in :mod:`.kernel_tools.catalog` (its logic a method of
+``ServeTools`` in :mod:`.kernel_tools.tool_logic`): ``nbmcp serve`` and the Jupyter extension's ``{base_url}nbmcp/mcp``
+both get it, the latter with its ``notebook`` argument, and ``tests/jupyter/test_tool_parity.py`` checks they agree.
 """
 
 from __future__ import annotations
@@ -22,9 +21,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .catalog import KernelSelector, add_kernel_tools
-    from .execution import ExecutionOutcome
-    from .notebooks import NotebookFiles, apply_operations, notebook_state
+    from .kernel.execution import ExecutionOutcome
+    from .kernel.session import KernelSession
+    from .kernel_tools.catalog import KernelSelector, add_kernel_tools
+    from .kernel_tools.tool_logic import ServeTools
+    from .notebook.notebooks import NotebookFiles, apply_operations, notebook_state
     from .provider import (
         ExecutionRun,
         KernelHandle,
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
         cancel_on_disconnect,
         client_of,
     )
-    from .session import KernelSession
-    from .tool_logic import ServeTools
     from .tools import ServeServer, build_server
 
 __all__ = [
@@ -59,19 +58,19 @@ __all__ = [
 ]
 
 _HOME = {
-    "ExecutionOutcome": "execution",
+    "ExecutionOutcome": "kernel.execution",
     "ExecutionRun": "provider",
     "KernelHandle": "provider",
-    "KernelSelector": "catalog",
-    "KernelSession": "session",
+    "KernelSelector": "kernel_tools.catalog",
+    "KernelSession": "kernel.session",
     "KernelSource": "provider",
-    "NotebookFiles": "notebooks",
-    "apply_operations": "notebooks",
-    "notebook_state": "notebooks",
+    "NotebookFiles": "notebook.notebooks",
+    "apply_operations": "notebook.notebooks",
+    "notebook_state": "notebook.notebooks",
     "ServeOptions": "provider",
     "ServeServer": "tools",
-    "ServeTools": "tool_logic",
-    "add_kernel_tools": "catalog",
+    "ServeTools": "kernel_tools.tool_logic",
+    "add_kernel_tools": "kernel_tools.catalog",
     "attach_kernel": "provider",
     "build_server": "tools",
     "cancel_on_disconnect": "provider",

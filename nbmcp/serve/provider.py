@@ -39,14 +39,14 @@ from ..cancellation import wait_ended
 from ..exceptions import KernelSessionError
 from ..sdk import connection_of
 from ..transport import TRANSPORTS, TransportName
-from .bounds import DEFAULT_OUTPUT_LIMIT, MIN_OUTPUT_LIMIT
-from .execution import ExecutionOutcome, OutputCallback, OutputsCallback
-from .session import KernelSession
+from .kernel.bounds import DEFAULT_OUTPUT_LIMIT, MIN_OUTPUT_LIMIT
+from .kernel.execution import ExecutionOutcome, OutputCallback, OutputsCallback
+from .kernel.session import KernelSession
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import Context
 
-    from .recorder import SessionRecorder
+    from .notebook.recorder import SessionRecorder
 
 __all__ = [
     "NAMED_PATH",
@@ -178,7 +178,7 @@ async def attach_kernel(connection_file: str | Path, *, record_to: Path | None =
 
 
 def _recorder(path: Path, session: KernelSession, display_name: str | None) -> SessionRecorder:
-    from .recorder import SessionRecorder  # nbformat: slow to import, needed only once recording starts
+    from .notebook.recorder import SessionRecorder  # nbformat: slow to import, needed only once recording starts
 
     return SessionRecorder(
         path,

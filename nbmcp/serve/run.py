@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..transport import TRANSPORTS
-from .session import KernelSession
+from .kernel.session import KernelSession
 
 if TYPE_CHECKING:
     from ..transport import Endpoint
@@ -117,7 +117,7 @@ async def _launch_and_serve(settings: dict[str, Any]) -> None:
 async def _choose_connection_file() -> str:
     """``--existing`` with no file: the newest kernel that answers, named on stderr (the client's log), so
     the human can tell which of their kernels the assistant works in."""
-    from .connect import newest_live_connection_file
+    from .kernel.connect import newest_live_connection_file
 
     path, skipped = await asyncio.to_thread(newest_live_connection_file)
     note = f" (skipped {skipped} newer file{'s' if skipped != 1 else ''} of kernels that did not answer)"

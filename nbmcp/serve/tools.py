@@ -1,4 +1,4 @@
-"""The ``nbmcp serve`` MCP server: the kernel tools of :mod:`.catalog` over a kernel source.
+"""The ``nbmcp serve`` MCP server: the kernel tools of :mod:`.kernel_tools.catalog` over a kernel source.
 
 Tools: ``execute``, ``interrupt``, ``restart``, ``list_kernelspecs``, ``list_variables``, ``inspect_variable``,
 ``read_rows``, ``query``, ``notebook_read``, ``notebook_edit``, ``notebook_run``, ``task_status``, ``task_result``,
@@ -16,9 +16,9 @@ from .. import content
 from .._version import __version__
 from ..sdk import ToolServer, quiet_mcp_server
 from ..tasks import TaskRegistry, owner_middleware, tasks_extension
-from .catalog import add_kernel_tools
+from .kernel_tools.catalog import add_kernel_tools
+from .kernel_tools.tool_logic import ServeTools
 from .provider import KernelProvider, KernelSource, ServeOptions, client_of
-from .tool_logic import ServeTools
 
 __all__ = ["ServeServer", "build_server"]
 

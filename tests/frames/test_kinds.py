@@ -17,8 +17,8 @@ from nbmcp import frames
 from nbmcp.frames import digest, kinds, sql, sql_duckdb
 from nbmcp.frames.backends import EAGER_ADAPTER
 from nbmcp.frames.sources import Source
-from nbmcp.serve import probe
-from nbmcp.serve.query import ENGINE_MODULES
+from nbmcp.serve.kernel_tools.query import ENGINE_MODULES
+from nbmcp.serve.languages import probe
 from tests.frames.test_sources import BACKENDS as MAKERS
 from tests.frames.test_sources import KINDS
 

@@ -163,7 +163,7 @@ def test_a_relation_over_its_own_connections_table_streams_and_the_answer_says_s
     assert macro.notes[0].startswith("doubled streamed as Arrow") and "twice" in macro.notes[0], macro.notes
     payload = sql._payload(result)
     assert payload["notes"] == result.notes
-    from nbmcp.serve.query import query_text
+    from nbmcp.serve.kernel_tools.query import query_text
 
     assert f"note: {note}" in query_text(payload)
     own.close()

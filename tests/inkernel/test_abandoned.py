@@ -99,7 +99,7 @@ async def test_threads_stuck_in_c_are_abandoned_counted_shown_and_refused_past_t
 
         status = kernel.run("%mcp").raise_for_error().stdout
         assert "blocked (4, refused until they end)" in status, status
-        kernel.run("import nbmcp.inkernel.panel as _panel; _p = _panel.show_panel()").raise_for_error()
+        kernel.run("import nbmcp.inkernel.oversight.panel as _panel; _p = _panel.show_panel()").raise_for_error()
         try:
             assert wait_for(kernel, "'blocked (4, refused until they end)' in _p.shown.message")
         finally:

@@ -27,7 +27,7 @@ def server(kernel: KernelHandle) -> dict[str, Any]:
     return start_server(
         kernel,
         """
-import nbmcp.inkernel.approvals, nbmcp.inkernel.panel
+import nbmcp.inkernel.oversight.approvals, nbmcp.inkernel.oversight.panel
 runs = []
 
 @nbmcp.tool(requires_approval=True)
@@ -46,7 +46,8 @@ def open_panel(kernel: KernelHandle) -> None:
 
 def close_panels(kernel: KernelHandle) -> None:
     kernel.run(
-        "while nbmcp.inkernel.panel.current_panel() is not None:\n    nbmcp.inkernel.panel.current_panel().close()"
+        "while nbmcp.inkernel.oversight.panel.current_panel() is not None:\n    "
+        "nbmcp.inkernel.oversight.panel.current_panel().close()"
     ).raise_for_error()
 
 
@@ -54,7 +55,9 @@ async def wait_pending(kernel: KernelHandle, count: int = 1, timeout: float = 15
     """Poll the kernel (without blocking the client's event loop) until ``count`` calls wait for approval."""
     with anyio.fail_after(timeout):
         while True:
-            pending = await anyio.to_thread.run_sync(kernel.value, "nbmcp.inkernel.approvals.pending_approvals()")
+            pending = await anyio.to_thread.run_sync(
+                kernel.value, "nbmcp.inkernel.oversight.approvals.pending_approvals()"
+            )
             if len(pending) >= count:
                 return pending
             await anyio.sleep(0.05)
@@ -66,7 +69,9 @@ async def in_kernel(kernel: KernelHandle, code: str) -> Any:
 
 def test_the_broker_needs_no_widgets() -> None:
     """Approvals are plain Python: deciding a call (from code, a test, another frontend) loads no ipywidgets."""
-    code = "import sys, nbmcp.inkernel.approvals as a; a.pending_approvals(); print('ipywidgets' in sys.modules)"
+    code = (
+        "import sys, nbmcp.inkernel.oversight.approvals as a; a.pending_approvals(); print('ipywidgets' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"
 
@@ -116,7 +121,7 @@ async def test_approve_runs_the_call(server: dict, kernel: KernelHandle, mode: s
             shown = await eventually(
                 kernel,
                 "[[a.text, a.approve.label, a.deny.label]"
-                " for a in nbmcp.inkernel.panel.current_panel().shown.approvals.values()]",
+                " for a in nbmcp.inkernel.oversight.panel.current_panel().shown.approvals.values()]",
                 lambda rows: len(rows) == 1,
             )
             assert len(shown) == 1 and "drop_table" in shown[0][0] and "sales" in shown[0][0]
@@ -126,7 +131,7 @@ async def test_approve_runs_the_call(server: dict, kernel: KernelHandle, mode: s
     assert not result.is_error, text_of(result)
     assert text_of(result) == "dropped sales"
     assert kernel.value("runs") == ["sales"]
-    assert kernel.value("nbmcp.inkernel.approvals.pending_approvals()") == []
+    assert kernel.value("nbmcp.inkernel.oversight.approvals.pending_approvals()") == []
     assert kernel.value("nbmcp.inkernel.lifecycle.current_server().mcp_server.snapshot().calls[-1].outcome") == "ok"
 
 
@@ -165,7 +170,7 @@ async def test_no_answer_times_out_and_denies(server: dict, kernel: KernelHandle
     assert "did not answer within 1 s" in text_of(result) and "declined" in text_of(result)
     assert 0.9 < elapsed < 10
     assert kernel.value("runs") == []
-    assert kernel.value("nbmcp.inkernel.approvals.pending_approvals()") == []
+    assert kernel.value("nbmcp.inkernel.oversight.approvals.pending_approvals()") == []
     with pytest.raises(AssertionError, match="LookupError"):  # nothing left to approve
         kernel.run("_panel.approve()").raise_for_error()
 
@@ -184,7 +189,7 @@ async def test_a_button_click_from_the_frontend_approves(server: dict, kernel: K
         (pending,) = await wait_pending(kernel)
         button = await anyio.to_thread.run_sync(
             kernel.value,
-            f"nbmcp.inkernel.panel.current_panel().shown.approvals[{pending['id']!r}].approve.model_id",
+            f"nbmcp.inkernel.oversight.panel.current_panel().shown.approvals[{pending['id']!r}].approve.model_id",
         )
         message = kernel.kc.session.msg(
             "comm_msg", {"comm_id": button, "data": {"method": "custom", "content": {"event": "click"}}}
@@ -281,7 +286,7 @@ async def test_a_click_on_a_subshell_is_handled_while_a_cell_runs(server: dict, 
         (pending,) = await wait_pending(kernel)
         button = await eventually(
             kernel,
-            f"[a.approve.model_id for i, a in nbmcp.inkernel.panel.current_panel().shown.approvals.items()"
+            f"[a.approve.model_id for i, a in nbmcp.inkernel.oversight.panel.current_panel().shown.approvals.items()"
             f" if i == {pending['id']!r}]",
             lambda ids: len(ids) == 1,
         )

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from mcp.types import Implementation
 
-from nbmcp.inkernel.audit import DEFAULT_NAME, AuditLog, default_path, read_lines
+from nbmcp.inkernel.oversight.audit import DEFAULT_NAME, AuditLog, default_path, read_lines
 from nbmcp.inkernel.server import CallRecord
 from tests.conftest import KernelHandle, connect
 from tests.inkernel.conftest import server_info, start_server

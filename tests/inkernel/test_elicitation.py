@@ -181,15 +181,16 @@ async def test_a_client_without_the_capability_gets_a_clear_error(server: dict, 
 
 def audit_lines(kernel: KernelHandle, name: str) -> list[dict[str, Any]]:
     kernel.run("_srv = nbmcp.inkernel.lifecycle.current_server(); _srv.audit.flush()").raise_for_error()
-    lines = kernel.value("nbmcp.inkernel.audit.read_lines(_srv.audit.path)")
+    lines = kernel.value("nbmcp.inkernel.oversight.audit.read_lines(_srv.audit.path)")
     return [line for line in lines if line["kind"] == "approval" and line["name"] == name]
 
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_approve_client_asks_the_clients_user(server: dict, kernel: KernelHandle, mode: str) -> None:
     kernel.run(
-        "import nbmcp.inkernel.panel, nbmcp.inkernel.audit, nbmcp.inkernel.lifecycle\n"
-        "while nbmcp.inkernel.panel.current_panel() is not None:\n    nbmcp.inkernel.panel.current_panel().close()\n"
+        "import nbmcp.inkernel.oversight.panel, nbmcp.inkernel.oversight.audit, nbmcp.inkernel.lifecycle\n"
+        "while nbmcp.inkernel.oversight.panel.current_panel() is not None:\n    "
+        "nbmcp.inkernel.oversight.panel.current_panel().close()\n"
         "runs.clear()"
     ).raise_for_error()
     kernel.run("%mcp approve client").raise_for_error()
@@ -277,7 +278,9 @@ async def test_an_open_panel_wins_over_the_client(server: dict, kernel: KernelHa
 
             tg.start_soon(call)
             with anyio.fail_after(15):
-                while not await anyio.to_thread.run_sync(kernel.value, "nbmcp.inkernel.approvals.pending_approvals()"):
+                while not await anyio.to_thread.run_sync(
+                    kernel.value, "nbmcp.inkernel.oversight.approvals.pending_approvals()"
+                ):
                     await anyio.sleep(0.05)
             await anyio.to_thread.run_sync(kernel.run, "_panel.approve()")
     finally:

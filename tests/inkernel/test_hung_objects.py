@@ -16,7 +16,7 @@ from tests.inkernel.conftest import start_server
 from tests.mcp_results import MODES
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
-PROMPTLY = 10  # seconds: a hung object is given 2 s (nbmcp.inkernel.untrusted.OBJECT_READ_SECONDS)
+PROMPTLY = 10  # seconds: a hung object is given 2 s (nbmcp.inkernel.calls.untrusted.OBJECT_READ_SECONDS)
 
 
 @pytest.fixture(scope="module")

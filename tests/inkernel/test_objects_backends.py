@@ -153,7 +153,7 @@ async def test_the_arrow_resource_stops_at_the_byte_cap(server: dict, kernel: Ke
 def test_subscriptions_fingerprint_a_lazy_source_without_running_it() -> None:
     import duckdb
 
-    from nbmcp.inkernel.notifications import fingerprint
+    from nbmcp.inkernel.protocol.notifications import fingerprint
 
     produced: list[int] = []
 

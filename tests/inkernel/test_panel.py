@@ -31,7 +31,7 @@ BUILTIN_READ = {"list_objects", "describe_object", "read_rows", "query", "view_o
 @pytest.fixture(scope="module")
 def server(kernel: KernelHandle) -> dict[str, Any]:
     setup = """
-import nbmcp.inkernel.approvals, nbmcp.inkernel.panel
+import nbmcp.inkernel.oversight.approvals, nbmcp.inkernel.oversight.panel
 
 @nbmcp.tool
 def hello(name: str = "world") -> str:
@@ -79,7 +79,7 @@ def test_the_panel_is_a_widget_and_showing_it_twice_shares_one_model(server: dic
     (second,) = displayed(kernel, "%mcp panel")
     assert WIDGET_VIEW in first and WIDGET_VIEW in second
     assert first[WIDGET_VIEW]["model_id"] == second[WIDGET_VIEW]["model_id"] == kernel.value("_panel.model_id")
-    assert kernel.value("len(nbmcp.inkernel.panel.open_panels())") == 1
+    assert kernel.value("len(nbmcp.inkernel.oversight.panel.open_panels())") == 1
     header = kernel.value("_panel.shown.header")
     assert server["url"] in header and "tools" in header
     assert kernel.value("_panel.shown.mode.value") == "tools" and kernel.value("_panel.shown.policy.value") == "ask"
@@ -220,8 +220,9 @@ async def test_the_panel_follows_the_server_across_stop_and_start(server: dict, 
     # Re-attached: the new server asks this panel for approvals.
     assert await eventually(
         kernel,
-        "nbmcp.inkernel.approvals.broker.approver is not None and"
-        " nbmcp.inkernel.lifecycle.current_server().mcp_server.approver is nbmcp.inkernel.approvals.broker.approver",
+        "nbmcp.inkernel.oversight.approvals.broker.approver is not None and"
+        " nbmcp.inkernel.lifecycle.current_server().mcp_server.approver is "
+        "nbmcp.inkernel.oversight.approvals.broker.approver",
         lambda v: v is True,
     )
 
@@ -236,19 +237,19 @@ def in_process_server() -> Iterator[Any]:
     try:
         yield http.current_server()
     finally:
-        import nbmcp.inkernel.panel
+        import nbmcp.inkernel.oversight.panel
 
-        panel = nbmcp.inkernel.panel.current_panel()
+        panel = nbmcp.inkernel.oversight.panel.current_panel()
         if panel is not None:
             panel.close()
         nbmcp.stop()
 
 
 async def test_outside_a_kernel_the_panel_reports_problems_and_denies_approvals(in_process_server: Any) -> None:
-    import nbmcp.inkernel.panel
+    import nbmcp.inkernel.oversight.panel
     from nbmcp.exceptions import ApprovalDenied
 
-    panel = nbmcp.inkernel.panel.show_panel()
+    panel = nbmcp.inkernel.oversight.panel.show_panel()
     assert panel.is_open  # a dummy comm: there is no frontend behind it
     # As if clicked (a selection widget syncs its index): execute needs a kernel here.
     frontend = {"method": "update", "state": {"index": 2}, "buffer_paths": []}
@@ -270,9 +271,9 @@ async def test_outside_a_kernel_the_panel_reports_problems_and_denies_approvals(
 
 
 def test_what_the_panel_shows_reads_back_as_plain_frozen_data(in_process_server: Any) -> None:
-    import nbmcp.inkernel.panel
+    import nbmcp.inkernel.oversight.panel
 
-    panel = nbmcp.inkernel.panel.show_panel()
+    panel = nbmcp.inkernel.oversight.panel.show_panel()
     shown = panel.shown
     assert in_process_server.info.url in shown.header and "No calls waiting" in shown.approvals_title
     assert (shown.mode.label, shown.mode.value, shown.mode.disabled) == ("Mode", "tools", False)
@@ -285,7 +286,7 @@ def test_what_the_panel_shows_reads_back_as_plain_frozen_data(in_process_server:
 def test_closing_the_panel_closes_every_widget_model_it_made(server: dict, kernel: KernelHandle) -> None:
     """No comm leaks: the panel's widgets, their layouts and styles all close with it."""
     kernel.run("import ipywidgets; _before = set(ipywidgets.Widget.widgets)").raise_for_error()
-    code = "_extra = nbmcp.inkernel.panel.Panel()\n_extra_ids = set(ipywidgets.Widget.widgets) - _before"
+    code = "_extra = nbmcp.inkernel.oversight.panel.Panel()\n_extra_ids = set(ipywidgets.Widget.widgets) - _before"
     kernel.run(code).raise_for_error()
     assert kernel.value("len(_extra_ids)") > 20
     kernel.run("_extra.close()").raise_for_error()

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from mcp.types import Implementation
 
-from nbmcp.inkernel.audit import read_lines
-from nbmcp.inkernel.structured import nullable_numbers
+from nbmcp.inkernel.oversight.audit import read_lines
+from nbmcp.inkernel.protocol.structured import nullable_numbers
 from tests.conftest import KernelHandle, connect
 from tests.inkernel.conftest import start_server
 from tests.mcp_results import text_of

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.timeout(120)]
 
 
 def test_proxied_requests_are_in_the_access_log_at_debug_level() -> None:
-    from nbmcp.serve.session import KernelSession
+    from nbmcp.serve.kernel.session import KernelSession
 
     with jupyter_server(base_url="/user/debug/", extra_args=["--ServerApp.log_level=DEBUG"]) as js:
         kernel_id = js.start_notebook_kernel("logged.ipynb")

@@ -49,7 +49,7 @@ def kernels(js: JupyterProcess) -> dict[str, str]:
 
 async def notebook_cell(js: JupyterProcess, kernel_id: str, code: str) -> None:
     """Run a cell the way the notebook's own frontend does: through the server's kernel WebSocket."""
-    from nbmcp.serve.session import KernelSession
+    from nbmcp.serve.kernel.session import KernelSession
 
     session = await KernelSession.remote(js.url, js.token, kernel_id=kernel_id)
     try:

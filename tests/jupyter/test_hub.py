@@ -18,7 +18,7 @@ from mcp import Client
 from mcp.client.stdio import stdio_client
 
 from nbmcp.client import connect
-from nbmcp.serve.session import KernelSession
+from nbmcp.serve.kernel.session import KernelSession
 from tests.hub_helpers import HubProcess, chp_command, jupyterhub
 from tests.mcp_results import MODES, text_of
 from tests.serve.test_tools import serve_params

@@ -38,7 +38,7 @@ def r_kernel(js: JupyterProcess) -> str:
 
 
 async def test_an_r_notebook_is_explored_like_a_python_one(js: JupyterProcess, r_kernel: str) -> None:
-    from nbmcp.serve.session import KernelSession
+    from nbmcp.serve.kernel.session import KernelSession
 
     human = await KernelSession.remote(js.url, js.token, kernel_id=r_kernel)  # the notebook's own cell
     try:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from nbmcp.serve.session import KernelSession
+from nbmcp.serve.kernel.session import KernelSession
 
 
 @pytest.fixture(scope="module")

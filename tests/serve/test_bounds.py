@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nbmcp.serve.bounds import StreamText, bound_output, cut_note
+from nbmcp.serve.kernel.bounds import StreamText, bound_output, cut_note
 
 
 @settings(max_examples=300, deadline=None)

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from nbmcp.serve.channels import Inbox, synthetic_status
+from nbmcp.serve.kernel.channels import Inbox, synthetic_status
 
 pytestmark = pytest.mark.anyio
 

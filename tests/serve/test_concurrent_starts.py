@@ -17,8 +17,8 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.connect import LocalPortCache
 
 from nbmcp.discovery import pid_alive
-from nbmcp.serve.channels import ZMQChannels
-from nbmcp.serve.session import KernelSession
+from nbmcp.serve.kernel.channels import ZMQChannels
+from nbmcp.serve.kernel.session import KernelSession
 from tests.serve.test_tools import wait_gone
 
 pytestmark = pytest.mark.anyio

@@ -12,8 +12,8 @@ import pytest
 from jupyter_client import KernelManager
 
 from nbmcp.exceptions import KernelSessionError
-from nbmcp.serve.connect import newest_connection_file, newest_live_connection_file
-from nbmcp.serve.session import KernelSession
+from nbmcp.serve.kernel.connect import newest_connection_file, newest_live_connection_file
+from nbmcp.serve.kernel.session import KernelSession
 from tests.conftest import KernelHandle
 
 pytestmark = pytest.mark.anyio

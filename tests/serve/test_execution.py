@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from nbmcp.serve.session import KernelSession
+from nbmcp.serve.kernel.session import KernelSession
 
 pytestmark = pytest.mark.anyio
 

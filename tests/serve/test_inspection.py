@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from nbmcp.serve.session import KernelSession
+from nbmcp.serve.kernel.session import KernelSession
 
 pytestmark = pytest.mark.anyio
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.anyio
 async def test_inspection_falls_back_without_subshells(ks: KernelSession) -> None:
     from mcp.server.mcpserver.exceptions import ToolError
 
-    from nbmcp.serve.inspection import run_probe, variables_text
+    from nbmcp.serve.kernel_tools.inspection import run_probe, variables_text
 
     await ks.execute("fallback_var = {'k': 1}")
     features = ks.kernel_info.get("supported_features")

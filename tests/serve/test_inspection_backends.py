@@ -82,7 +82,7 @@ async def test_inspect_variable_gives_the_backend_profile(client: Any) -> None:
 
 
 def test_the_probe_file_is_what_the_kernel_runs() -> None:
-    from nbmcp.serve import probe
-    from nbmcp.serve.inspection import probe_source
+    from nbmcp.serve.kernel_tools.inspection import probe_source
+    from nbmcp.serve.languages import probe
 
     assert probe_source().startswith(Path(probe.__file__).read_text(encoding="utf-8"))

@@ -12,7 +12,7 @@ import pytest
 from nbformat import v4
 
 from nbmcp.exceptions import StaleNotebookError
-from nbmcp.serve.notebooks import NotebookFiles
+from nbmcp.serve.notebook.notebooks import NotebookFiles
 
 
 @dataclass

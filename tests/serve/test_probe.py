@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from nbmcp.serve import probe
-from nbmcp.serve.inspection import probe_source
+from nbmcp.serve.kernel_tools.inspection import probe_source
+from nbmcp.serve.languages import probe
 
 
 @pytest.fixture

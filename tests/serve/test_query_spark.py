@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nbmcp.serve.query import sql_module
+from nbmcp.serve.kernel_tools.query import sql_module
 from tests.conftest import KernelHandle, connect, start_kernel
 from tests.mcp_results import text_of
 from tests.serve.test_run_http import TOKEN, ServeProcess

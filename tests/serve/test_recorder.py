@@ -18,8 +18,8 @@ import pytest
 from nbclient import NotebookClient
 from nbformat import v4
 
-from nbmcp.serve import recorder as recorder_mod
-from nbmcp.serve.recorder import SessionRecorder, write_notebook_atomic
+from nbmcp.serve.notebook import recorder as recorder_mod
+from nbmcp.serve.notebook.recorder import SessionRecorder, write_notebook_atomic
 
 
 @dataclass
@@ -278,7 +278,7 @@ def test_unclosed_recorder_is_flushed_at_interpreter_exit(tmp_path: Path) -> Non
     path = tmp_path / "exit.ipynb"
     script = textwrap.dedent(
         f"""
-        from nbmcp.serve.recorder import SessionRecorder
+        from nbmcp.serve.notebook.recorder import SessionRecorder
         rec = SessionRecorder({str(path)!r}, quiet=60, max_delay=60)
         rec.record("answer = 42", [], 1)
         """
@@ -318,7 +318,7 @@ def test_existing_notebook_is_appended_to_and_non_notebook_refused(tmp_path: Pat
     assert junk.read_text() == "not json"
 
 
-# -- long outputs: kept to their head and tail (nbmcp.serve.bounds) -----------------------------------------------
+# -- long outputs: kept to their head and tail (nbmcp.serve.kernel.bounds) ---------------------------------------------
 
 
 def test_a_30_mb_value_is_recorded_as_its_head_and_tail(kernel: Any, tmp_path: Path) -> None:

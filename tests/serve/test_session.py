@@ -13,7 +13,7 @@ import pytest
 
 from nbmcp.discovery import pid_alive
 from nbmcp.exceptions import KernelDeadError, KernelSessionError
-from nbmcp.serve.session import KernelSession
+from nbmcp.serve.kernel.session import KernelSession
 
 pytestmark = pytest.mark.anyio
 

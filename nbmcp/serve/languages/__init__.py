@@ -4,7 +4,7 @@ An adapter lists variables (``{"variables": [{"name", "type", "shape" | "len", "
 describes one (type, shape, kind; a frame's columns and dtypes, memory, head, row count and column profile;
 a callable's signature; a mapping's keys; a value's bounded repr) and pages rows at an offset with chosen
 columns (``{"columns", "rows", "offset", "total_rows", "count_capped"}``); an error is ``{"error": "..."}``.
-Those are the Python probe's shapes (:mod:`nbmcp.serve.probe`), so tools and content conversion do not care
+Those are the Python probe's shapes (:mod:`nbmcp.serve.languages.probe`), so tools and content conversion do not care
 which language answered. The adapter is chosen from the kernel's ``kernel_info_reply``
 (``language_info.name``), not from its kernelspec name: xeus-python gets the Python adapter, IRkernel the R
 one, and a language without an adapter gets honest answers (:mod:`.other`).
@@ -12,7 +12,7 @@ one, and a language without an adapter gets honest answers (:mod:`.other`).
 
 from __future__ import annotations
 
-from ..session import KernelSession
+from ..kernel.session import KernelSession
 from .adapter import LanguageAdapter
 from .other import NoAdapter
 from .python import PythonAdapter

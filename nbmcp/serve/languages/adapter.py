@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..session import KernelSession
+from ..kernel.session import KernelSession
 
 __all__ = ["LanguageAdapter"]
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from mcp.server.mcpserver.exceptions import ToolError
 
-from ..outputs import kernel_label
-from ..session import KernelSession
+from ..kernel.session import KernelSession
+from ..kernel_tools.outputs import kernel_label
 from .adapter import LanguageAdapter
 from .transport import INSPECT_TIMEOUT
 

@@ -1,5 +1,5 @@
 # nbmcp's inspection probe for R kernels: answers list_variables, inspect_variable and read_rows with the
-# JSON the Python probe (nbmcp/serve/probe.py) returns, so tools and content conversion see no difference.
+# JSON the Python probe (nbmcp/serve/languages/probe.py) returns, so tools and content conversion see no difference.
 #
 # nbmcp sends this file's text once per kernel (nbmcp/serve/languages/r.py), evaluated in a private
 # environment whose parent is base R's, kept in options(nbmcp.probe =): it survives rm(list = ls()) and

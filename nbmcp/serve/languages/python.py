@@ -1,4 +1,4 @@
-"""The Python adapter: :mod:`nbmcp.serve.probe` in the kernel (ipykernel, xeus-python, any Python kernel).
+"""The Python adapter: :mod:`nbmcp.serve.languages.probe` in the kernel (ipykernel, xeus-python, any Python kernel).
 
 The probe and the answer channel (:mod:`.wire`) are installed on first use as the modules ``_nbmcp_probe``
 and ``_nbmcp_wire`` (their sources, read from their files, are sent to the kernel). Other kernel-side
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ...frames import kinds
-from ..session import KernelSession
+from ..kernel.session import KernelSession
 from .adapter import LanguageAdapter
 from .transport import INSPECT_TIMEOUT, ask
 
@@ -31,10 +31,10 @@ _CALL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\(")
 
 @cache
 def probe_source() -> str:
-    """The source of :mod:`nbmcp.serve.probe`, as sent to the kernel, with the table of backends it needs where
-    nbmcp is missing (:mod:`nbmcp.frames.kinds`)."""
+    """The source of :mod:`nbmcp.serve.languages.probe`, as sent to the kernel, with the table of backends it needs
+    where nbmcp is missing (:mod:`nbmcp.frames.kinds`)."""
     table = Path(kinds.__file__).read_text(encoding="utf-8")
-    return (Path(__file__).parent.parent / "probe.py").read_text(encoding="utf-8") + f"\n_use_kinds({table!r})\n"
+    return (Path(__file__).parent / "probe.py").read_text(encoding="utf-8") + f"\n_use_kinds({table!r})\n"
 
 
 @cache

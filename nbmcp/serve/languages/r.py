@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ..session import KernelSession
+from ..kernel.session import KernelSession
 from .adapter import LanguageAdapter
 from .transport import ask
 

@@ -16,8 +16,8 @@ from typing import Any
 from mcp.server.mcpserver.exceptions import ToolError
 
 from ...exceptions import KernelDeadError
-from ..outputs import kernel_label
-from ..session import ExecutionOutcome, KernelSession
+from ..kernel.session import ExecutionOutcome, KernelSession
+from ..kernel_tools.outputs import kernel_label
 from .wire import END, MIME, START
 
 __all__ = ["ANSWER_MIME", "INSPECT_TIMEOUT", "answer_of", "ask"]

@@ -1,0 +1,1 @@
+"""One Jupyter kernel over the messaging protocol: reaching it, channels, requests, execute, session."""

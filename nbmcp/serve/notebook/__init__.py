@@ -1,0 +1,1 @@
+"""Notebook files of ``nbmcp serve``: the session recording, and the notebook tools' ``.ipynb`` edits."""
