@@ -2,11 +2,11 @@
 
     python stress/query_bombs.py [--as-gb 6] [--timeout 30] [--only SUBSTRING]
 
-Every shape runs through ``nbmcp.frames.sql.run_json`` (what ``nbmcp serve`` runs in a kernel; the in-kernel
+Every shape runs through ``nbmcp.frames.query.sql.run_json`` (what ``nbmcp serve`` runs in a kernel; the in-kernel
 tool runs the same engine) over a 100,000-row pandas frame ``big``, in a child process whose address space is
 capped (RLIMIT_AS, ``--as-gb``) so that a bound that does not hold fails there instead of taking the machine.
 The spill shapes run in a temporary working directory, checked afterwards for a ``.tmp`` DuckDB would have
-left there. On Linux a query runs in a forked child of the kernel (``nbmcp.frames.sql_child``): "peak MB" is the
+left there. On Linux a query runs in a forked child of the kernel (``nbmcp.frames.query.sql_child``): "peak MB" is the
 kernel's, "child MB" the child's. Exit status 1 when the kernel's peak RSS passes 600 MB (the frame, the bounded answer
 and the process), the child's passes 4 GB (its address-space budget: DuckDB's 1.8 GiB memory_limit, 1 GiB of values,
 the result bounds), an answer passes 40 MiB, spilling passes 1.1 GB, or a ``.tmp`` appears.

@@ -42,17 +42,21 @@ PRIVATE_ALLOWED = {
         "ipykernel 7's only hook to keep panel clicks off a busy shell"
     ),
     # Spark's own parser must check what Spark runs (issue 19): PySpark reaches it, and the plan it runs, only here.
-    ("nbmcp/frames/spark_sql.py", "_jsparkSession"): "Spark's SQL parser and Dataset.ofRows: the JVM session only",
-    ("nbmcp/frames/spark_sql.py", "_jvm"): "the JVM classes of the plan nodes the checker allows (py4j)",
-    ("nbmcp/frames/spark_sql.py", "_jdf"): "a frame's analysed plan, to make its view in the query's own session",
-    ("nbmcp/frames/spark_sql.py", "_1"): "a Scala Tuple2's first field (a plan node's CTE definitions, via py4j)",
-    ("nbmcp/frames/spark_sql.py", "_2"): "a Scala Tuple2's second field",
-    ("nbmcp/frames/spark_bounds.py", "_jdf"): "a checked frame's plan, to cut its values inside Spark",
+    ("nbmcp/frames/query/spark_sql.py", "_jsparkSession"): (
+        "Spark's SQL parser and Dataset.ofRows: the JVM session only"
+    ),
+    ("nbmcp/frames/query/spark_sql.py", "_jvm"): "the JVM classes of the plan nodes the checker allows (py4j)",
+    ("nbmcp/frames/query/spark_sql.py", "_jdf"): "a frame's analysed plan, to make its view in the query's own session",
+    ("nbmcp/frames/query/spark_sql.py", "_1"): "a Scala Tuple2's first field (a plan node's CTE definitions, via py4j)",
+    ("nbmcp/frames/query/spark_sql.py", "_2"): "a Scala Tuple2's second field",
+    ("nbmcp/frames/query/spark_bounds.py", "_jdf"): "a checked frame's plan, to cut its values inside Spark",
     ("nbmcp/jupyter/hub/protect.py", "_jupyter_current_user"): (
         "Jupyter Server keeps the request's user there, where its identity provider would: an OAuth token signs "
         "the user in in its place"
     ),
-    ("nbmcp/frames/sql_child.py", "_exit"): "os._exit (documented): a forked child ends without the kernel's cleanup",
+    ("nbmcp/frames/query/sql_child.py", "_exit"): (
+        "os._exit (documented): a forked child ends without the kernel's cleanup"
+    ),
     # read by name (getattr/hasattr), each falling back when the name is gone
     ("nbmcp/inkernel/shell.py", "_main_asyncio_lock"): "ipykernel's lock held while a cell runs: 'between cells'",
     ("nbmcp/serve/kernel/channels.py", "_recv"): (
@@ -73,7 +77,7 @@ CANCELLATION_ALLOWED = {
         "a worker thread, no event loop, nothing to cancel: every failure goes to the awaiting future, and "
         "CallAbandoned (sent when that future's caller went away) ends there"
     ),
-    ("nbmcp/frames/sql_child.py", "_child"): (
+    ("nbmcp/frames/query/sql_child.py", "_child"): (
         "a forked child: whatever happens it ends in os._exit, never back in the kernel's code"
     ),
 }
@@ -180,6 +184,14 @@ def test_init_holds_no_logic() -> None:
 def test_every_module_has_a_room() -> None:
     rooms = {_room(module) for module in _modules()}
     assert rooms <= GROUND | WINGS | ROOF, rooms - (GROUND | WINGS | ROOF)
+
+
+def test_rooms_stay_small_and_say_what_lives_there() -> None:
+    """A room of more than ~15 modules gets sub-rooms (DESIGN, Layout); each room's docstring says what lives there."""
+    for init in PACKAGE.rglob("__init__.py"):
+        modules = [p for p in init.parent.glob("*.py") if p.name != "__init__.py"]
+        assert len(modules) <= 15, f"{init.parent.relative_to(PACKAGE.parent)}: {len(modules)} modules"
+        assert ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))), init
 
 
 def test_imports_go_downward_only() -> None:

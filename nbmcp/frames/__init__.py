@@ -11,13 +11,17 @@ imported only when Arrow data is produced. A page costs O(page), never O(frame).
 
 - :mod:`.kinds` — the one table of backends: which objects are tables, their adapter, how SQL reaches each;
 - :mod:`.page_info` — one page of any table as ``read_rows`` answers it (both wings);
-- :mod:`.query_answer` — ``query``'s payload, text and ``save_as`` rule (both wings);
+- :mod:`.query.query_answer` — ``query``'s payload, text and ``save_as`` rule (both wings);
 - :mod:`.backends` — which objects are eager frames, their column names and native slices;
 - :mod:`.pages` — shape, schema, memory, summary and pages of JSON-safe records;
 - :mod:`.jsonable` — cell values made strict-JSON-safe;
 - :mod:`.markdown` — records as a markdown table;
 - :mod:`.arrow` — Arrow record-batch streams under a byte cap, and whole-frame export of eager frames;
 - :mod:`.digest` — a content fingerprint for change notifications.
+
+Rooms: :mod:`.query` (the ``query`` engine: DuckDB's and Spark's sides, bounds, the forked child, the answer's
+wording). At the top: :mod:`.arrow`, :mod:`.backends`, :mod:`.describe`, :mod:`.digest`, :mod:`.jsonable`,
+:mod:`.kinds`, :mod:`.markdown`, :mod:`.page_info`, :mod:`.pages`, :mod:`.profile`, :mod:`.sources`.
 """
 
 from .arrow import ArrowExport, CappedBatches, arrow_export, arrow_stream, to_arrow_ipc, to_arrow_table

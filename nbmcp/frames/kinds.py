@@ -14,7 +14,8 @@ A new backend is one row here and one adapter module; ``tests/frames/test_kinds.
 the fingerprint and the probe all know it.
 
 This module imports only the standard library: ``nbmcp serve`` sends its source to kernels that may not have
-nbmcp, beside the query engine (:mod:`nbmcp.frames.sql`) and the inspection probe (:mod:`nbmcp.serve.languages.probe`).
+nbmcp, beside the query engine (:mod:`nbmcp.frames.query.sql`) and the inspection probe
+(:mod:`nbmcp.serve.languages.probe`).
 """
 
 from __future__ import annotations

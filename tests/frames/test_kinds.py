@@ -14,8 +14,9 @@ import pyarrow as pa
 import pytest
 
 from nbmcp import frames
-from nbmcp.frames import digest, kinds, sql, sql_duckdb
+from nbmcp.frames import digest, kinds
 from nbmcp.frames.backends import EAGER_ADAPTER
+from nbmcp.frames.query import sql, sql_duckdb
 from nbmcp.frames.sources import Source
 from nbmcp.serve.kernel_tools.query import ENGINE_MODULES
 from nbmcp.serve.languages import probe

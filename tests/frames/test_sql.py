@@ -15,7 +15,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from nbmcp.frames import sql, sql_child, sql_duckdb
+from nbmcp.frames.query import sql, sql_child, sql_duckdb
 
 pytestmark = pytest.mark.timeout(60)
 

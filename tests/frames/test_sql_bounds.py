@@ -18,7 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from nbmcp.frames import page, sql
+from nbmcp.frames import page
+from nbmcp.frames.query import sql
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -222,7 +223,7 @@ def test_sized_functions_inside_a_lambda_are_refused_and_everyday_lambdas_work()
 def test_every_sized_function_is_guarded() -> None:
     import re
 
-    from nbmcp.frames import sql_bounds
+    from nbmcp.frames.query import sql_bounds
 
     guarded = {re.match(r'CREATE MACRO ("[^"]+"|\w+)', m).group(1).strip('"') for m in sql_bounds.guard_macros()}
     assert guarded >= sql_bounds.SIZED_FUNCTIONS
@@ -320,7 +321,7 @@ def test_every_reader_turns_big_integers_into_strings() -> None:
 
 
 def test_records_without_nbmcp_in_the_kernel_follow_the_same_rule() -> None:
-    from nbmcp.frames import sql_bounds
+    from nbmcp.frames.query import sql_bounds
 
     table = pa.table({"a": [1, 2**60], "d": pa.array([1, 2], pa.decimal128(38, 0))})
     assert sql_bounds.records(table) == [{"a": 1, "d": 1}, {"a": "1152921504606846976", "d": 2}]

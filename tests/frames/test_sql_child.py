@@ -1,4 +1,4 @@
-"""A query's values are built in a forked child under an address-space limit (nbmcp.frames.sql_child)."""
+"""A query's values are built in a forked child under an address-space limit (nbmcp.frames.query.sql_child)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from nbmcp.frames import sql, sql_child
+from nbmcp.frames.query import sql, sql_child
 
 pytestmark = [
     pytest.mark.timeout(120),

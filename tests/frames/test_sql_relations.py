@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from nbmcp.frames import sql, sql_child, sql_duckdb
 from nbmcp.frames.adapters.duckdb_relation import DuckDBSource
+from nbmcp.frames.query import sql, sql_child, sql_duckdb
 
 pytestmark = pytest.mark.timeout(60)
 CITIES = ["Oslo", "Lima", "Pune", "Kyiv"]

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from nbmcp.frames import spark_bounds, spark_sql, sql
+from nbmcp.frames.query import spark_bounds, spark_sql, sql
 
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(600)]
 

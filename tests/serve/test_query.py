@@ -162,7 +162,7 @@ async def test_save_as_makes_a_new_variable_only(ready: ServeProcess) -> None:
 def test_the_engine_runs_from_the_sources_sent_in_a_kernel_without_nbmcp() -> None:
     """What nbmcp serve sends is the whole engine: installed under its versioned name in a Python where nbmcp
     cannot be imported, it answers a query, and each of its modules is the copy that was sent."""
-    from nbmcp.frames import sql
+    from nbmcp.frames.query import sql
     from nbmcp.serve.kernel_tools.query import ENGINE_MODULES, sql_module, sql_source
 
     source = sql_source()

@@ -1,7 +1,7 @@
 """Both wings answer ``query`` in the same words: the in-kernel server (``%load_ext nbmcp``) and ``nbmcp serve
 --existing`` attached to the same kernel run the same SQL over the same frame, through the SDK client over real
 HTTP, and their text and structured answers are the same (but for the time taken and serve's kernel field).
-The ``save_as`` name rule is the same in both (:mod:`nbmcp.frames.query_answer`)."""
+The ``save_as`` name rule is the same in both (:mod:`nbmcp.frames.query.query_answer`)."""
 
 from __future__ import annotations
 

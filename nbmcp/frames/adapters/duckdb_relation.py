@@ -33,7 +33,7 @@ class DuckDBSource(Source):
         """Exact for ``SELECT *`` over one Parquet scan: DuckDB answers ``count(*)`` from the files' metadata."""
         extra = self.state.extra
         if "metadata_rows" not in extra:
-            from ..sql_duckdb import relation_plan
+            from ..query.sql_duckdb import relation_plan
 
             with self.state.lock:
                 try:

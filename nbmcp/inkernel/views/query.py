@@ -1,7 +1,7 @@
 """The built-in ``query`` tool: read-only SQL over the exposed frames, served in every mode.
 
-The engine and its safety checks are :mod:`nbmcp.frames.sql`; this module picks the sources (the enabled
-exposed objects SQL can read), answers as ``nbmcp serve`` does (:mod:`nbmcp.frames.query_answer`) and, for
+The engine and its safety checks are :mod:`nbmcp.frames.query.sql`; this module picks the sources (the enabled
+exposed objects SQL can read), answers as ``nbmcp serve`` does (:mod:`nbmcp.frames.query.query_answer`) and, for
 ``save_as``, exposes the result as a new object. ``save_as`` never replaces an object the notebook exposed, only
 earlier results of ``query``.
 """
@@ -14,7 +14,7 @@ from typing import Any
 from mcp.types import CallToolResult, TextContent
 
 from ... import frames
-from ...frames import query_answer, sql
+from ...frames.query import query_answer, sql
 from ..registry import Registry, ToolSpec
 from .objects import builtin_tool
 

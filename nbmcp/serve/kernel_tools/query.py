@@ -1,6 +1,6 @@
 """``query`` for ``nbmcp serve``: read-only SQL over the kernel's frame variables, run in the kernel.
 
-The engine is :mod:`nbmcp.frames.sql` with its modules (:data:`ENGINE_MODULES`: DuckDB's and Spark's sides, the
+The engine is :mod:`nbmcp.frames.query.sql` with its modules (:data:`ENGINE_MODULES`: DuckDB's and Spark's sides, the
 bounds, the table of backends and the answer's wording): their sources are sent to the kernel and
 installed there as one module named after their digest (like the inspection probe), so a kernel without nbmcp
 runs it too, as long as it has DuckDB (or Spark, for Spark frames), and a kernel that holds an older engine
@@ -19,8 +19,9 @@ from typing import Any
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult
 
-from ...frames import kinds, markdown_table, query_answer, spark_bounds, spark_sql, sql_bounds, sql_child, sql_duckdb
-from ...frames import sql as engine
+from ...frames import kinds, markdown_table
+from ...frames.query import query_answer, spark_bounds, spark_sql, sql_bounds, sql_child, sql_duckdb
+from ...frames.query import sql as engine
 from ..kernel.session import KernelSession
 from .inspection import run_probe
 from .outputs import error_result, text_result
@@ -47,7 +48,7 @@ def _read(module: Any) -> str:
 
 @cache
 def sql_source() -> str:
-    """The engine as sent to the kernel: :mod:`nbmcp.frames.sql`'s source, then the installation of its other
+    """The engine as sent to the kernel: :mod:`nbmcp.frames.query.sql`'s source, then the installation of its other
     modules beside it."""
     sources = {name: _read(module) for name, module in ENGINE_MODULES.items()}
     return _read(engine) + f"\ninstall_siblings({sources!r})\n"
@@ -60,7 +61,7 @@ def sql_module() -> str:
 
 
 def query_text(data: dict[str, Any]) -> str:
-    """``query``'s answer as text, worded as the in-kernel server words it (:mod:`nbmcp.frames.query_answer`)."""
+    """``query``'s answer as text, worded as the in-kernel server words it (:mod:`nbmcp.frames.query.query_answer`)."""
     return query_answer.answer_text(data, markdown_table)
 
 

@@ -2,12 +2,12 @@
 
 Every query is parsed by DuckDB's own parser (:func:`parsing`, :func:`walk`) and runs on a cursor of a locked
 in-memory database (:func:`warm_cursor`) with external access off, extension autoloading and Python replacement
-scans off, and the bounds of :mod:`nbmcp.frames.sql_bounds`. A DuckDB relation lives on the user's own
+scans off, and the bounds of :mod:`nbmcp.frames.query.sql_bounds`. A DuckDB relation lives on the user's own
 connection: :func:`relation_plan` says whether it can be re-planned from its own SQL there, with exactly the
 files it reads allowed, or must stream in as Arrow.
 
-Like :mod:`nbmcp.frames.sql`, this module imports only the standard library at import time (``nbmcp serve``
-sends it to kernels as source). It assumes DuckDB is installed: :mod:`nbmcp.frames.sql` says so first.
+Like :mod:`nbmcp.frames.query.sql`, this module imports only the standard library at import time (``nbmcp serve``
+sends it to kernels as source). It assumes DuckDB is installed: :mod:`nbmcp.frames.query.sql` says so first.
 """
 
 from __future__ import annotations
@@ -48,12 +48,13 @@ def _bounds() -> Any:
 
 
 def _sibling(name: str) -> Any:
-    """Another module of the query engine (``nbmcp.frames.<name>``, or its copy sent to the kernel)."""
+    """Another module of the query engine (``nbmcp.frames.query.<name>``, ``nbmcp.frames.kinds``), or its copy
+    sent to the kernel."""
     if kernel_modules is not None:
         return kernel_modules[name]
     import importlib
 
-    return importlib.import_module(f"nbmcp.frames.{name}")
+    return importlib.import_module(f"nbmcp.frames.{name}" if name == "kinds" else f"nbmcp.frames.query.{name}")
 
 
 # Generators only: every other table function reads something (files, settings, the catalog of extensions).

@@ -1,7 +1,7 @@
 """``query``'s answer, worded once for both wings: the ``save_as`` name rule, the structured payload and the text.
 
 The in-kernel server (:mod:`nbmcp.inkernel.views.query`) and ``nbmcp serve`` (:mod:`nbmcp.serve.kernel_tools.query`,
-whose payload is made in the kernel by :func:`nbmcp.frames.sql.run_json`) both answer with :func:`payload` and
+whose payload is made in the kernel by :func:`nbmcp.frames.query.sql.run_json`) both answer with :func:`payload` and
 :func:`answer_text`, so the two cannot drift apart.
 
 This module imports only the standard library at import time: ``nbmcp serve`` sends its source to the kernel

@@ -10,10 +10,10 @@ objects are scanned in place; a DuckDB relation over files is re-planned from it
 database allowing exactly the files it reads (so filters and projections reach DuckDB's own scan); other
 DuckDB relations, Ibis tables and Dask frames stream in as Arrow, and the answer says so. The assistant's SQL
 itself still calls no file function. A timer interrupts it at the time limit; the result is bounded in rows,
-value sizes and bytes inside the engine, and its spilling in disk (:mod:`nbmcp.frames.sql_bounds`).
+value sizes and bytes inside the engine, and its spilling in disk (:mod:`nbmcp.frames.query.sql_bounds`).
 
 A query that Spark's own parser reads as naming Spark frames is checked and run by Spark alone
-(:mod:`nbmcp.frames.spark_sql`), never by DuckDB's reading of it: the two parsers disagree on quotes,
+(:mod:`nbmcp.frames.query.spark_sql`), never by DuckDB's reading of it: the two parsers disagree on quotes,
 escapes and comments. DuckDB's parser decides only what DuckDB runs, and DuckDB never reads Spark frames.
 
 This module imports only the standard library at import time: ``nbmcp serve`` sends its source to the
@@ -58,7 +58,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 DEFAULT_SAVE_MAX_ROWS = 1_000_000
 DEFAULT_MEMORY_LIMIT = "2GB"
-# Bounds outside DuckDB's memory_limit (see nbmcp.frames.sql_bounds), in bytes: the rows shown, as Arrow (in the
+# Bounds outside DuckDB's memory_limit (see nbmcp.frames.query.sql_bounds), in bytes: the rows shown, as Arrow (in the
 # kernel: c.NbMCP.max_resource_bytes); a save_as result (c.NbMCP.query_save_max_bytes); spill disk (0: none).
 DEFAULT_MAX_RESULT_BYTES = 32 * 1024 * 1024
 DEFAULT_SAVE_MAX_BYTES = 256 * 1024 * 1024
@@ -121,12 +121,13 @@ kernel_modules: dict[str, Any] | None = None
 
 
 def _sibling(name: str) -> Any:
-    """Another module of the query engine: ``nbmcp.frames.<name>``, or its copy sent to the kernel."""
+    """Another module of the query engine (``nbmcp.frames.query.<name>``, ``nbmcp.frames.kinds``), or its copy
+    sent to the kernel."""
     if kernel_modules is not None:
         return kernel_modules[name]
     import importlib
 
-    return importlib.import_module(f"nbmcp.frames.{name}")
+    return importlib.import_module(f"nbmcp.frames.{name}" if name == "kinds" else f"nbmcp.frames.query.{name}")
 
 
 def install_siblings(sources: Mapping[str, str]) -> None:
@@ -137,7 +138,7 @@ def install_siblings(sources: Mapping[str, str]) -> None:
     modules: dict[str, Any] = {"sql": sys.modules[__name__]}
     for name, source in sources.items():
         module = sys.modules[f"{__name__}_{name}"] = types.ModuleType(f"{__name__}_{name}")  # dataclasses look there
-        exec(compile(source, f"<nbmcp.frames.{name}>", "exec"), module.__dict__)
+        exec(compile(source, f"<nbmcp.frames.query.{name}>", "exec"), module.__dict__)
         modules[name] = module
     for module in modules.values():
         module.kernel_modules = modules
@@ -152,7 +153,7 @@ def _kinds() -> Any:
 
 
 def _duckdb() -> Any:
-    """DuckDB's side of the engine (:mod:`nbmcp.frames.sql_duckdb`); a clear error where DuckDB is missing."""
+    """DuckDB's side of the engine (:mod:`nbmcp.frames.query.sql_duckdb`); a clear error where DuckDB is missing."""
     import importlib.util
 
     if importlib.util.find_spec("duckdb") is None:

@@ -9,7 +9,7 @@ column saying which values were cut and how big they were; the Arrow batches are
 anything becomes Python. Spilling goes to a temporary directory of nbmcp's own, capped, removed afterwards.
 
 Only the standard library is imported here at import time: ``nbmcp serve`` sends this source to the kernel
-with :mod:`nbmcp.frames.sql`'s, as the module ``_nbmcp_sql_bounds``.
+with :mod:`nbmcp.frames.query.sql`'s, as the module ``_nbmcp_sql_bounds``.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ holding only the exposed frames the query names as temporary views (the user's s
 them), and the analysed plan is checked again: outside those views it reads nothing but generated rows.
 
 This module imports only the standard library at import time: ``nbmcp serve`` sends its source to the kernel
-with that of :mod:`nbmcp.frames.sql`, as the module ``<engine>_spark_sql`` (``sql.install_siblings``).
+with that of :mod:`nbmcp.frames.query.sql`, as the module ``<engine>_spark_sql`` (``sql.install_siblings``).
 """
 
 from __future__ import annotations

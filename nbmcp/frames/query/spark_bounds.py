@@ -7,14 +7,14 @@ characters (``substring``), binary to its first bytes, arrays to their first ele
 structs alike, recursively; a column per cuttable column says which values were cut and how big they were.
 The rows are limited, and a running total of each row's size (its text form, counted in Spark) keeps the
 rows within the byte bound before anything is converted: a result past it is refused (rows shown) or kept
-short (save_as). The policy, the ``cut`` entries and their notes are :mod:`nbmcp.frames.sql_bounds`'s.
+short (save_as). The policy, the ``cut`` entries and their notes are :mod:`nbmcp.frames.query.sql_bounds`'s.
 
 Spark's amplifiers (``repeat``, ``lpad``, ``sequence``, ``array_repeat`` with huge counts) build their values
 in the JVM, a process of its own: the driver's memory (``spark.driver.memory``) bounds them there, and a JVM
 that fails answers the query with Spark's error; the kernel gets only the cut values.
 
 Only the standard library is imported here at import time: ``nbmcp serve`` sends this source to the kernel
-with :mod:`nbmcp.frames.sql`'s, as the module ``<engine>_spark_bounds`` (``sql.install_siblings``).
+with :mod:`nbmcp.frames.query.sql`'s, as the module ``<engine>_spark_bounds`` (``sql.install_siblings``).
 """
 
 from __future__ import annotations
@@ -29,12 +29,13 @@ kernel_modules: dict[str, Any] | None = None
 
 
 def _sibling(name: str) -> Any:
-    """Another module of the query engine (``nbmcp.frames.<name>``, or its copy sent to the kernel)."""
+    """Another module of the query engine (``nbmcp.frames.query.<name>``, ``nbmcp.frames.kinds``), or its copy
+    sent to the kernel."""
     if kernel_modules is not None:
         return kernel_modules[name]
     import importlib
 
-    return importlib.import_module(f"nbmcp.frames.{name}")
+    return importlib.import_module(f"nbmcp.frames.{name}" if name == "kinds" else f"nbmcp.frames.query.{name}")
 
 
 # Spark types whose values have a fixed, small size; every other type is cut (unknown ones as text).

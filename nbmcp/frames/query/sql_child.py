@@ -15,7 +15,7 @@ bound every such shape; an address space can. So on Linux the query runs in a fo
 - the time limit kills the child; the kernel's interrupt (SIGINT to its process group) does not reach it.
 
 Elsewhere (no ``fork``: Windows, and macOS, where a forked child may not use system frameworks) the query runs
-in the kernel as before, bounded by the value guards of :mod:`nbmcp.frames.sql_bounds` alone.
+in the kernel as before, bounded by the value guards of :mod:`nbmcp.frames.query.sql_bounds` alone.
 
 Only the standard library is imported here at import time (``nbmcp serve`` sends this source to the kernel).
 """
