@@ -14,12 +14,12 @@ from typing import Any
 from .exceptions import NbMCPError
 from .transport import TRANSPORTS
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 CLIENTS = ("claude", "vscode", "cursor", "generic")
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nbmcp",
         description="Connect Jupyter kernels to AI assistants through the Model Context Protocol.",
@@ -83,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--read-only", action="store_true", help="serve inspection tools only, no execution")
     serve.add_argument("--query-timeout", type=float, default=30.0, help="seconds a `query` may run (30)")
     serve.add_argument(
+        "--task-grace",
+        type=float,
+        default=5.0,  # nbmcp.tasks.TASK_GRACE (not imported: the CLI stays light)
+        help="seconds a call of a client with the tasks extension may take before it becomes a task the client "
+        "polls (5; 0: at once)",
+    )
+    serve.add_argument(
         "--query-max-spill-bytes",
         type=int,
         default=1024**3,
@@ -135,9 +142,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command is None:
-        _parser().print_help()
+        build_parser().print_help()
         return 2
     try:
         return int(_COMMANDS[args.command](args) or 0)
@@ -170,6 +177,7 @@ def _serve(args: argparse.Namespace) -> int:
             "image_max_px": args.image_max_px,
             "read_only": args.read_only,
             "query_timeout": args.query_timeout,
+            "task_grace": args.task_grace,
             "query_max_spill_bytes": args.query_max_spill_bytes,
             "shared": args.shared,
             "max_kernels": args.max_kernels,

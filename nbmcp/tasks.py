@@ -21,9 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import logging
-import math
-import os
 import secrets
 import time
 from collections import OrderedDict
@@ -300,20 +297,6 @@ def client_supports_tasks(ctx: Any) -> bool:
     return TASKS_EXTENSION in extensions
 
 
-def task_grace(default: float = TASK_GRACE) -> float:
-    """The grace (seconds) before a call becomes a task: ``$NBMCP_TASK_GRACE`` when it is a number >= 0 (0: every
-    call of a task-capable client is a task at once), else ``default``."""
-    raw = os.environ.get("NBMCP_TASK_GRACE", "").strip()
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        value = math.nan
-    if math.isfinite(value) and value >= 0:
-        return value
-    logging.getLogger(__name__).warning("NBMCP_TASK_GRACE=%r is not a number of seconds >= 0: using %g", raw, default)
-    return default
-
-
 async def _within_grace(task: BackgroundTask, grace: float) -> CallToolResult | None:
     """The task's result if it finishes within ``grace`` seconds, else None (it keeps running). A cancelled
     request cancels the work too: the client asked for a plain call and will never poll for it."""
@@ -327,18 +310,15 @@ async def _within_grace(task: BackgroundTask, grace: float) -> CallToolResult | 
     return task.result if task.done else None
 
 
-def tasks_extension(
-    registry: TaskRegistry, tools: tuple[str, ...] = ("execute",), *, grace: float | None = None
-) -> Any:
+def tasks_extension(registry: TaskRegistry, tools: tuple[str, ...] = ("execute",), *, grace: float = TASK_GRACE) -> Any:
     """The server side: ``MCPServer(extensions=[tasks_extension(registry)])``. ``tools`` must take
     ``background=True`` and answer with ``structured_content["task_id"]`` (as ``execute`` does).
 
     A call of a client that declared the extension still answers inline when it finishes within ``grace``
-    seconds (default :func:`task_grace`: ``$NBMCP_TASK_GRACE`` or :data:`TASK_GRACE`); only a longer one, or one
-    that asked for ``background=true`` itself, is answered with a task. Fast calls save the polling round trips,
-    and clients that declare the extension without taking task results (the MCP Inspector 2.12 in its modern
-    era) get their answer."""
-    grace = task_grace() if grace is None else grace
+    seconds (:data:`TASK_GRACE` unless configured: ``c.NbMCP.task_grace``, ``nbmcp serve --task-grace``); only a
+    longer one, or one that asked for ``background=true`` itself, is answered with a task. Fast calls save the
+    polling round trips, and clients that declare the extension without taking task results (the MCP Inspector
+    2.12 in its modern era) get their answer."""
     from mcp.server.extension import Extension, MethodBinding
     from mcp_types import RequestParams
     from mcp_types.version import MODERN_PROTOCOL_VERSIONS

@@ -91,7 +91,7 @@ CHILD = """
 import glob, json, os, resource, sys, tempfile, threading, time
 resource.setrlimit(resource.RLIMIT_AS, ({cap}, {cap}))
 import numpy as np, pandas as pd
-from nbmcp.frames import sql
+from nbmcp.frames.query import sql
 big = pd.DataFrame({{"v": np.arange(100_000)}})
 def peak():
     return next(int(line.split()[1]) // 1024 for line in open("/proc/self/status") if line.startswith("VmHWM"))

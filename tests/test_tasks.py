@@ -158,11 +158,23 @@ async def test_a_call_within_the_grace_answers_inline_and_a_cancelled_request_ca
     assert slow.status == "cancelled"
 
 
-def test_the_grace_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from nbmcp.tasks import TASK_GRACE, task_grace
+def test_the_grace_is_configured_like_everything_else() -> None:
+    """``c.NbMCP.task_grace``, ``c.NbMCPServerExtension.task_grace`` and ``nbmcp serve --task-grace``: one default
+    (written out where importing nbmcp.tasks would make the CLI heavy), and a negative grace refused."""
+    from traitlets import TraitError
 
-    for raw, expected in [("", TASK_GRACE), ("0", 0.0), ("2.5", 2.5), ("-1", TASK_GRACE), ("nan", TASK_GRACE)]:
-        monkeypatch.setenv("NBMCP_TASK_GRACE", raw)
-        assert task_grace() == expected, raw
-    monkeypatch.setenv("NBMCP_TASK_GRACE", "soon")
-    assert task_grace() == TASK_GRACE
+    from nbmcp.cli import build_parser
+    from nbmcp.inkernel.config import InKernelSettings, NbMCP
+    from nbmcp.jupyter.app import NbMCPServerExtension
+    from nbmcp.serve import ServeOptions
+    from nbmcp.tasks import TASK_GRACE
+
+    serve = build_parser().parse_args(["serve"])
+    assert serve.task_grace == NbMCP().task_grace == NbMCPServerExtension().task_grace == TASK_GRACE
+    assert ServeOptions().task_grace == TASK_GRACE
+    assert build_parser().parse_args(["serve", "--task-grace", "0"]).task_grace == 0
+    assert InKernelSettings.from_config(NbMCP(task_grace=2.5)).task_grace == 2.5
+    with pytest.raises(TraitError):
+        NbMCP(task_grace=-1)
+    with pytest.raises(ValueError, match="task-grace"):
+        ServeOptions(task_grace=-1)

@@ -77,6 +77,13 @@ class NbMCP(Configurable):
             raise ValueError(f"{proposal['trait'].name} must be at least 1, not {proposal['value']}")
         return proposal["value"]
 
+    task_grace = Float(
+        5.0,  # nbmcp.tasks.TASK_GRACE (not imported here: config stays light)
+        min=0,
+        help="Seconds a call of a client with the tasks extension may take before it is answered as a task the "
+        "client polls (0: at once).",
+    ).tag(config=True)
+
     # Limits that keep a misbehaving or flooding client from freezing the server (or the kernel).
     tool_timeout = Float(
         60.0,
@@ -157,6 +164,7 @@ class InKernelSettings:
     profile_rows: int
     profile_seconds: float
     tool_timeout: float
+    task_grace: float
     max_tool_threads: int
     max_calls_per_client: int
     max_abandoned_calls: int

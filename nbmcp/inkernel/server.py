@@ -219,7 +219,10 @@ class NbMCPServer:
                 ],
                 # MCP Apps (view_object's ui://nbmcp/table page); tasks: a 2026 client with the extension gets
                 # execute as a task it polls (nbmcp.tasks)
-                extensions=[apps_extension(), tasks_extension(self._pipeline.background.tasks)],
+                extensions=[
+                    apps_extension(),
+                    tasks_extension(self._pipeline.background.tasks, grace=settings.task_grace),
+                ],
             )
         )
         announce_list_changes(self.mcp)

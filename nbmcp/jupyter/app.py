@@ -36,6 +36,12 @@ class NbMCPServerExtension(ExtensionApp):
         config=True
     )
     execute_timeout = Float(60.0, help="Default seconds before an execute call interrupts the kernel.").tag(config=True)
+    task_grace = Float(  # nbmcp.tasks.TASK_GRACE: imported only once the extension starts
+        5.0,
+        min=0,
+        help="Seconds a call of a client with the tasks extension may take before it is answered as a task the "
+        "client polls (0: at once).",
+    ).tag(config=True)
     output_budget = Int(0, help="Characters of text per tool result (0: nbmcp's default, 20,000).").tag(config=True)
     record = Bool(
         True,
@@ -134,6 +140,7 @@ class NbMCPServerExtension(ExtensionApp):
             read_only=self.read_only,
             timeout=self.execute_timeout,
             output_budget=self.output_budget or None,
+            task_grace=self.task_grace,
         ).mcp
         self.upstreams = UpstreamPool()
         token = secrets.token_urlsafe(32)

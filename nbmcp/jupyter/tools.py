@@ -22,7 +22,7 @@ from .. import content
 from .._version import __version__
 from ..sdk import ToolServer, quiet_mcp_server
 from ..serve import KernelHandle, ServeOptions, ServeTools, add_kernel_tools, cancel_on_disconnect, client_of
-from ..tasks import owner_middleware, tasks_extension
+from ..tasks import TASK_GRACE, owner_middleware, tasks_extension
 from .kernels import JupyterKernels, selected_kernel
 from .live import LiveKernelHandle, edit_document, read_document, run_document_cells
 
@@ -154,6 +154,7 @@ def build_server(
     timeout: float = 60.0,
     output_budget: int | None = None,
     image_max_px: int | None = None,
+    task_grace: float = TASK_GRACE,
 ) -> JupyterMCP:
     """The MCP server of ``{base_url}nbmcp/mcp``: ``list_notebooks``, and serve's kernel tools per notebook."""
     options = ServeOptions(
@@ -163,6 +164,7 @@ def build_server(
         output_budget=output_budget or content.DEFAULT_OUTPUT_BUDGET,
         image_max_px=image_max_px or content.DEFAULT_IMAGE_MAX_PX,
         read_only=read_only,
+        task_grace=task_grace,
         transport="http",
         shared=True,
     )
@@ -173,7 +175,7 @@ def build_server(
             version=__version__,
             instructions=_READ_ONLY_INSTRUCTIONS if read_only else _INSTRUCTIONS,
             # 2026 era: a client with the tasks extension gets `execute` as a task it polls (nbmcp.tasks)
-            extensions=[] if read_only else [tasks_extension(tools.tasks)],
+            extensions=[] if read_only else [tasks_extension(tools.tasks, grace=options.task_grace)],
             middleware=[owner_middleware(client_of)],  # a client's background tasks are its own
         )
     )

@@ -38,6 +38,7 @@ from .. import content
 from ..cancellation import wait_ended
 from ..exceptions import KernelSessionError
 from ..sdk import connection_of
+from ..tasks import TASK_GRACE
 from ..transport import TRANSPORTS, TransportName
 from .kernel.bounds import DEFAULT_OUTPUT_LIMIT, MIN_OUTPUT_LIMIT
 from .kernel.execution import ExecutionOutcome, OutputCallback, OutputsCallback
@@ -85,6 +86,7 @@ class ServeOptions:
     read_only: bool = False
     query_timeout: float = 30.0
     query_max_spill_bytes: int = 1024**3  # disk one `query` may spill to; 0: none
+    task_grace: float = TASK_GRACE  # seconds before a call of a tasks-capable client becomes a task
     shared: bool = False
     transport: TransportName = "stdio"  # a name in nbmcp.transport.TRANSPORTS
     host: str = "127.0.0.1"
@@ -96,6 +98,8 @@ class ServeOptions:
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, not {self.transport!r}")
+        if not self.task_grace >= 0:
+            raise ValueError(f"--task-grace must be a number of seconds >= 0, not {self.task_grace}")
         if self.record_output_limit < MIN_OUTPUT_LIMIT:
             raise ValueError(f"--record-output-limit must be at least {MIN_OUTPUT_LIMIT:,} characters")
 

@@ -56,7 +56,7 @@ def build_server(options: ServeOptions, kernels: KernelSource | None = None) -> 
             version=__version__,
             instructions=_READ_ONLY_INSTRUCTIONS if options.read_only else _INSTRUCTIONS,
             # 2026 era: a client with the tasks extension gets `execute` as a task it polls (nbmcp.tasks)
-            extensions=[] if options.read_only else [tasks_extension(tools.tasks)],
+            extensions=[] if options.read_only else [tasks_extension(tools.tasks, grace=options.task_grace)],
             middleware=[owner_middleware(client_of)],  # a client's background tasks are its own
         )
     )

@@ -38,7 +38,7 @@ def in_subprocess(queries: list[str], setup: str = "", options: str = "") -> lis
         f"""
         import json, resource, sys
         resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
-        from nbmcp.frames import sql
+        from nbmcp.frames.query import sql
         {setup}
         def peak():
             return next(int(l.split()[1]) // 1024 for l in open("/proc/self/status") if l.startswith("VmHWM"))
@@ -274,7 +274,7 @@ def test_spilling_is_bounded_in_a_directory_of_its_own(tmp_path: Path, monkeypat
 
 
 def test_spill_directories_go_with_the_process_and_stale_ones_are_removed(tmp_path: Path) -> None:
-    code = "from nbmcp.frames import sql; sql.run_query('SELECT 1', {}); import os; print(os.getpid())"
+    code = "from nbmcp.frames.query import sql; sql.run_query('SELECT 1', {}); import os; print(os.getpid())"
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     pid = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=50).stdout
     assert pid.strip().isdigit() and list(tmp_path.glob("nbmcp-query-spill-*")) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import tempfile
 import threading
@@ -82,7 +83,12 @@ def test_a_query_past_its_memory_fails_with_what_to_do_and_the_kernel_goes_on(fr
 def test_the_time_limit_kills_the_child(frames: dict) -> None:
     started = time.monotonic()
     with pytest.raises(sql.QueryTimeout, match="time limit of 1 s"):
-        sql.run_query("SELECT count(*) FROM big a, big b, big c WHERE a.v + b.v = c.v", frames, timeout=1)
+        # upper(): a query that may build text runs in the child
+        sql.run_query(
+            "SELECT count(*) FROM big a, big b, big c WHERE a.v + b.v = c.v AND upper(a.g::VARCHAR) = '1'",
+            frames,
+            timeout=1,
+        )
     assert time.monotonic() - started < 10
     assert forked_children() == []  # killed and reaped: no copy of this process is left behind, not even a zombie
 
@@ -109,7 +115,7 @@ def test_queries_at_once_each_answer_while_the_kernel_runs_duckdb_and_polars(fra
     worker = threading.Thread(target=users_work, daemon=True)
     worker.start()
     try:
-        query = "SELECT g, sum(v) AS s FROM big GROUP BY g ORDER BY g"
+        query = "SELECT g, sum(v) AS s, max(length(v::VARCHAR)) AS digits FROM big GROUP BY g ORDER BY g"
         expected = frames["big"].groupby("g")["v"].sum().tolist()
         with ThreadPoolExecutor(4) as pool:
             answers = list(pool.map(lambda _: sql.run_query(query, frames, timeout=30), range(20)))
@@ -151,7 +157,7 @@ def test_each_child_spills_in_a_directory_of_its_own_removed_when_it_ends(frames
     try:
         with pytest.raises(sql.QueryError):  # out of its memory and spill, or out of time: either way it ends
             sql.run_query(
-                "SELECT count(*) FROM (SELECT DISTINCT a.v * 1000000 + b.v FROM big a, big b)",
+                "SELECT count(*) FROM (SELECT DISTINCT (a.v * 1000000 + b.v)::VARCHAR FROM big a, big b)",
                 frames,
                 timeout=4,
                 memory_limit="64MB",
@@ -163,3 +169,36 @@ def test_each_child_spills_in_a_directory_of_its_own_removed_when_it_ends(frames
     assert seen, "the query spilled nowhere nbmcp made"
     assert all(os.path.basename(path).isdigit() for path in seen)  # a directory per child, named by its pid
     assert glob.glob(f"{spill_roots}/*") == []
+
+
+@pytest.mark.parametrize(
+    ("query", "in_child"),
+    [
+        ("SELECT g, sum(v) AS s, count(*), avg(v::DOUBLE) FROM big WHERE v > 3 AND g IN (1, 2) GROUP BY g", False),
+        ("SELECT date_trunc('day', t), max(v) FILTER (WHERE v BETWEEN 1 AND 9) FROM big GROUP BY ALL", False),
+        ("SELECT row_number() OVER (PARTITION BY g ORDER BY v) FROM big WHERE s LIKE 'x%' AND s IS NOT NULL", False),
+        ("SELECT * FROM big WHERE v > (SELECT avg(v) FROM big)", False),
+        ("SELECT repeat('x', 10) FROM big", True),
+        ("SELECT upper(s) FROM big", True),
+        ("SELECT v::VARCHAR FROM big", True),
+        ("SELECT v::INTEGER[] FROM big", True),
+        ("SELECT CASE WHEN v > 1 THEN s ELSE 'y' END FROM big", True),
+        ("SELECT coalesce(s, 'y') FROM big", True),
+        ("SELECT [v, v] FROM big", True),
+        ("SELECT count(*) FROM range(10)", True),
+        ("SELECT list_transform([1], lambda x: x + 1)", True),
+    ],
+)
+def test_a_query_that_builds_only_numbers_runs_in_the_kernel_and_any_other_in_the_child(
+    query: str, in_child: bool
+) -> None:
+    """Arithmetic, comparisons, aggregates and dates cannot build a value larger than a number: those queries run
+    in the kernel at engine speed; anything that may build text or lists (a function, a cast, a CASE) forks."""
+    [(serialized,)] = duckdb.execute("SELECT json_serialize_sql(?)", [query]).fetchall()
+    assert sql_child.builds_values(json.loads(serialized)) is in_child
+
+
+def test_both_paths_answer_alike(frames: dict) -> None:
+    kernel = sql.run_query("SELECT g, sum(v) AS s FROM big GROUP BY g ORDER BY g", frames)
+    child = sql.run_query("SELECT g, sum(v) AS s, max(upper('x')) AS x FROM big GROUP BY g ORDER BY g", frames)
+    assert kernel.rows.to_pylist() == [{"g": r["g"], "s": r["s"]} for r in child.rows.to_pylist()]

@@ -133,7 +133,7 @@ async def test_a_failing_background_cell_is_a_failed_task(served: dict) -> None:
 
 
 async def test_the_2026_tasks_extension_resolves_execute_through_tasks(tmp_path: Path) -> None:
-    """A client advertising the tasks extension gets a call that outlasts the grace ($NBMCP_TASK_GRACE) as a task on
+    """A client advertising the tasks extension gets a call that outlasts the grace (--task-grace) as a task on
     the wire (resultType "task"), which its extension polls with tasks/get and fetches with tasks/result: call_tool
     still returns the cell's result. A call that finishes within the grace answers inline; background=true asked
     by the client is a task at once."""
@@ -141,9 +141,9 @@ async def test_the_2026_tasks_extension_resolves_execute_through_tasks(tmp_path:
 
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "nbmcp.cli", "serve", "--notebook", str(tmp_path / "s.ipynb")],
+        args=["-m", "nbmcp.cli", "serve", "--notebook", str(tmp_path / "s.ipynb"), "--task-grace", "3"],
         cwd=str(tmp_path),
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "NBMCP_TASK_GRACE": "3"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     async with Client(params, mode="auto", extensions=[tasks_client_extension()]) as client:
         result = await client.call_tool("execute", {"code": "import time\nprint('in a task')\ntime.sleep(4)\n6 * 7"})

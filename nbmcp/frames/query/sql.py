@@ -178,6 +178,7 @@ class _Checked:
     uses: dict[str, int] = field(default_factory=dict)  # how often the query reads each exposed name
     relations: dict[str, Any] = field(default_factory=dict)  # DuckDB relations read: sql_duckdb.RelationPlan
     notes: list[str] = field(default_factory=list)  # what the answer should say about how sources were read
+    in_child: bool = False  # run in a forked child (sql_child): it may build values larger than numbers
 
 
 def check_query(sql: Any, names: Any, con: Any) -> _Checked:
@@ -246,7 +247,8 @@ def check_query(sql: Any, names: Any, con: Any) -> _Checked:
             f"sql calls {revealing[0]}(), which reveals the kernel's settings, paths or environment; query reads "
             f"only the exposed objects: {_names_list(exposed.values())}"
         )
-    return _Checked(text, tables, functions, columns, uses)
+    child = _sibling("sql_child")
+    return _Checked(text, tables, functions, columns, uses, in_child=child.available() and child.builds_values(tree))
 
 
 # ------------------------------------------------------------------------------ running it
@@ -306,10 +308,10 @@ def run_query(
     checked.relations = {n: duck.relation_plan(v, taken) for n, v in used.items() if source_kind(v) == "relation"}
     replanned = [plan for plan in checked.relations.values() if plan.sql is not None]
     paths, directories = [p for r in replanned for p in r.paths], [d for r in replanned for d in r.directories]
-    con = duck.warm_cursor(memory_limit, paths, directories, max_spill_bytes)
+    con = duck.warm_cursor(memory_limit, paths, directories, max_spill_bytes, forks=checked.in_child)
     try:
         _refuse_spark_frames(used, spark)
-        bounds = duck.Bounds(limit, save_max_rows if save else 0, max_result_bytes, save_max_bytes)
+        bounds = _bounds().Bounds(limit, save_max_rows if save else 0, max_result_bytes, save_max_bytes)
         shown, saved = duck.run(con, checked, used, timeout, bounds)
         engine = "duckdb"
     finally:

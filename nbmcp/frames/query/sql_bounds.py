@@ -31,6 +31,7 @@ __all__ = [
     "SHOWN_VALUE_BYTES",
     "SIZED_FUNCTIONS",
     "SPILL_PREFIX",
+    "Bounds",
     "Fetched",
     "big_integer_columns",
     "cut_notes",
@@ -340,6 +341,16 @@ def _cut_struct(expr: str, fields: list[tuple[str, Any]], budget: int, depth: in
 
 
 # ------------------------------------------------------------------------------ fetching, bounded
+
+
+@dataclass
+class Bounds:
+    """What a query may bring back: rows shown, rows saved, and their bytes."""
+
+    limit: int  # rows shown
+    save_rows: int  # rows saved (0: no save_as)
+    max_result_bytes: int
+    save_max_bytes: int
 
 
 @dataclass

@@ -38,6 +38,7 @@ from typing import Any
 __all__ = [
     "VALUES_HEADROOM",
     "available",
+    "builds_values",
     "fork_lock",
     "parse_size",
     "prepare",
@@ -251,3 +252,63 @@ def scannable(obj: Any) -> Any | None:
     if root == "polars" and type(obj).__name__ == "DataFrame":
         return obj.to_arrow()
     return None
+
+
+# A query made only of these builds no value larger than a number: it cannot run the kernel out of memory outside
+# DuckDB's memory limit (2,048 rows x a few bytes per expression), so it runs in the kernel, at engine speed.
+_FIXED_SIZE_FUNCTIONS = frozenset(
+    {
+        "+", "-", "*", "/", "//", "%", "**", "^", "abs", "round", "floor", "ceil", "ceiling", "sqrt", "cbrt", "ln",
+        "log", "log2", "log10", "exp", "pow", "power", "sign", "trunc", "mod", "isnan", "isinf", "isfinite",
+        "count", "count_star", "count_if", "countif", "sum", "fsum", "sum_no_overflow", "avg", "mean", "min", "max",
+        "median", "mode", "quantile_cont", "quantile_disc", "approx_quantile", "approx_count_distinct", "stddev",
+        "stddev_pop", "stddev_samp", "var_pop", "var_samp", "variance", "corr", "covar_pop", "covar_samp", "kurtosis",
+        "skewness", "entropy", "product", "bool_and", "bool_or", "arg_min", "arg_max", "argmin", "argmax", "first",
+        "last", "any_value",
+        "~~", "!~~", "~~*", "!~~*", "~~~", "regexp_matches", "starts_with", "ends_with", "contains", "prefix",
+        "suffix", "length", "strlen", "char_length", "len", "octet_length", "array_length", "cardinality", "hash",
+        "date_trunc", "datetrunc", "date_part", "datepart", "year", "month", "day", "hour", "minute", "second",
+        "dayofweek", "dayofyear", "dayofmonth", "week", "weekofyear", "quarter", "epoch", "epoch_ms", "date_diff",
+        "datediff", "date_sub", "datesub", "make_date",
+        "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile",
+    }
+)  # fmt: skip
+_FIXED_SIZE_TYPES = frozenset(
+    {
+        "BOOLEAN", "BOOL", "TINYINT", "SMALLINT", "INTEGER", "INT", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+        "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "REAL", "DOUBLE", "DECIMAL", "NUMERIC", "DATE", "TIME",
+        "TIMESTAMP", "TIMESTAMPTZ", "DATETIME", "INTERVAL", "INT1", "INT2", "INT4", "INT8",
+    }
+)  # fmt: skip
+_PLAIN_CLASSES = {"COLUMN_REF", "CONSTANT", "COMPARISON", "CONJUNCTION", "BETWEEN", "STAR", "SUBQUERY"}
+_PLAIN_OPERATORS = {"COMPARE_IN", "COMPARE_NOT_IN", "OPERATOR_IS_NULL", "OPERATOR_IS_NOT_NULL", "OPERATOR_NOT"}
+
+
+def builds_values(tree: Any) -> bool:
+    """Whether a query (DuckDB's serialized parse tree) may build a value larger than a number: any function,
+    cast or expression but arithmetic, comparisons, aggregates and dates (a ``CASE``, a string function, a cast
+    to text...). Those run in the forked child; the others in the kernel."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        kind = node.get("class")
+        if kind in ("FUNCTION", "WINDOW"):
+            if str(node.get("function_name", "")).lower() not in _FIXED_SIZE_FUNCTIONS:
+                return True
+        elif kind == "CAST":
+            target = node.get("type_expr") or {}
+            if str(target.get("type_name", "")).upper() not in _FIXED_SIZE_TYPES or target.get("children"):
+                return True
+            node = {k: v for k, v in node.items() if k != "type_expr"}
+        elif kind == "OPERATOR":
+            if node.get("type") not in _PLAIN_OPERATORS:
+                return True
+        elif kind is not None and kind not in _PLAIN_CLASSES:
+            return True
+        stack.extend(node.values())
+    return False

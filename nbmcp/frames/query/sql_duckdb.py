@@ -26,7 +26,6 @@ from typing import Any
 __all__ = [
     "FILE_READERS",
     "SAFE_TABLE_FUNCTIONS",
-    "Bounds",
     "RelationPlan",
     "arrow_stream",
     "connect",
@@ -224,6 +223,7 @@ def connect(
     allowed_directories: Sequence[str] = (),
     *,
     max_spill_bytes: int,
+    forks: bool | None = None,
 ) -> Any:
     """A locked in-memory connection; close it with ``sql_bounds.remove_spill_directory`` (its spill directory).
     Where queries run in a forked child, the kernel's copy keeps no worker threads and is locked by each child
@@ -231,7 +231,7 @@ def connect(
     import duckdb
 
     config = {**LOCKED_CONFIG, "memory_limit": memory_limit, **_bounds().spill_config(max_spill_bytes)}
-    forks = _sibling("sql_child").available()
+    forks = _sibling("sql_child").available() if forks is None else forks
     if forks:  # no worker threads to lose in a forked child: it starts its own
         config["threads"] = 1
     if forks or allowed_paths or allowed_directories:  # DuckDB takes these while external access is on: then off
@@ -279,16 +279,20 @@ class _WarmDatabase:
 
 
 def warm_cursor(
-    memory_limit: str, allowed_paths: Sequence[str], allowed_directories: Sequence[str], max_spill_bytes: int
+    memory_limit: str,
+    allowed_paths: Sequence[str],
+    allowed_directories: Sequence[str],
+    max_spill_bytes: int,
+    forks: bool = False,
 ) -> Any:
     """A fresh connection (cursor) to the warm locked database for these settings; give it back with release."""
     key = (memory_limit, max_spill_bytes, tuple(sorted(set(allowed_paths))), tuple(sorted(set(allowed_directories))))
-    key += (_sibling("sql_child").available(),)  # a database for forked children is set up differently
+    key += (forks,)  # a database for forked children is set up differently
     with _warm_lock:
         database = _warm.pop(key, None)
     if database is None:
         database = _WarmDatabase(
-            connect(memory_limit, allowed_paths, allowed_directories, max_spill_bytes=max_spill_bytes)
+            connect(memory_limit, allowed_paths, allowed_directories, max_spill_bytes=max_spill_bytes, forks=forks)
         )
     with _warm_lock:
         if key in _warm:  # another query opened one meanwhile: keep theirs, retire ours after this query
@@ -376,16 +380,6 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-@dataclass
-class Bounds:
-    """What a query may bring back: rows shown, rows saved, and their bytes (see sql_bounds)."""
-
-    limit: int  # rows shown
-    save_rows: int  # rows saved (0: no save_as)
-    max_result_bytes: int
-    save_max_bytes: int
-
-
 def arrow_stream(obj: Any, mentioned: set[str], batch_rows: int = 1_000_000) -> Any:
     """A ``pyarrow.RecordBatchReader`` over an object DuckDB cannot scan itself (memory O(batch)): the
     frame adapter's own Arrow stream (:mod:`nbmcp.frames.sources`); a kernel without nbmcp streams DuckDB
@@ -412,7 +406,7 @@ def arrow_stream(obj: Any, mentioned: set[str], batch_rows: int = 1_000_000) -> 
     return pa.RecordBatchReader.from_batches(first.schema, itertools.chain([first], batches))
 
 
-def run(con: Any, checked: Any, used: dict[str, Any], timeout: float, bounds: Bounds) -> tuple[Any, Any]:
+def run(con: Any, checked: Any, used: dict[str, Any], timeout: float, bounds: Any) -> tuple[Any, Any]:
     """The rows shown and, for save_as, the rows saved (``sql_bounds.Fetched``): each bounded inside DuckDB,
     and built in a child of the kernel under an address-space limit where it can be (:mod:`.sql_child`)."""
     sql, cut, child = _sibling("sql"), _bounds(), _sibling("sql_child")
@@ -433,7 +427,7 @@ def run(con: Any, checked: Any, used: dict[str, Any], timeout: float, bounds: Bo
             "SELECT current_setting('memory_limit'), current_setting('temp_directory')"
         ).fetchall()
         for name, value in used.items():
-            in_place = value if not child.available() else child.scannable(value)
+            in_place = child.scannable(value) if checked.in_child else value
             if sql.source_kind(value) == "scan" and in_place is not None:
                 con.register(name, in_place)
                 continue
@@ -460,7 +454,7 @@ def run(con: Any, checked: Any, used: dict[str, Any], timeout: float, bounds: Bo
         return _fetch(con, checked.statement, bounds)
 
     errors = {"QueryError": sql.QueryError, "QueryRefused": sql.QueryRefused, "QueryTimeout": sql.QueryTimeout}
-    if not child.available():
+    if not checked.in_child:
         return child.run_here(work, con, readers, timeout, errors["QueryTimeout"](sql.timeout_message(timeout)))
     budget = child.parse_size(limit) + child.VALUES_HEADROOM + 2 * (bounds.max_result_bytes + bounds.save_max_bytes)
     memory = (
@@ -472,7 +466,7 @@ def run(con: Any, checked: Any, used: dict[str, Any], timeout: float, bounds: Bo
     return child.run_in_child(work, con, readers, budget, timeout, errors, sql.timeout_message(timeout), memory, spill)
 
 
-def _fetch(con: Any, statement: str, bounds: Bounds) -> tuple[Any, Any]:
+def _fetch(con: Any, statement: str, bounds: Any) -> tuple[Any, Any]:
     """Run ``statement`` on ``con``: the rows shown and the rows saved, with DuckDB's errors said as query's."""
     import duckdb
 
