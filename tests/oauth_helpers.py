@@ -5,11 +5,14 @@ authorization server's endpoints called by hand."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import re
 import secrets
 import socket
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -248,3 +251,49 @@ def read_response(conn: socket.socket) -> bytes:
             break
         rest += chunk
     return head + b"\r\n\r\n" + rest
+
+
+@dataclass
+class PersonInChromium:
+    """A person at a real chromium: signs in on the Hub's login page and clicks Allow on nbmcp's consent page."""
+
+    page: Any  # playwright's async Page
+    user: str = "alice"
+    consent_text: list[str] = field(default_factory=list)  # each consent page's text, as the person read it
+    arrived: list[str] = field(default_factory=list)  # the URLs the assistant's redirect URI got
+
+    async def allow(self, authorization_url: str) -> str:
+        """Sign in, read, allow: the redirect URL the assistant then gets (with its code)."""
+        await self.page.goto(authorization_url)
+        await self.page.fill("#username_input", self.user)
+        await self.page.fill("#password_input", "any")
+        await self.page.click("#login_submit")
+        await self.page.get_by_role("button", name="Allow").wait_for()
+        self.consent_text.append(await self.page.inner_text("body"))
+        await self.page.get_by_role("button", name="Allow").click()
+        await self.page.wait_for_url(REDIRECT + "**")
+        return self.arrived[-1]
+
+
+@contextlib.asynccontextmanager
+async def person_in_chromium(user: str = "alice") -> AsyncIterator[PersonInChromium]:
+    """Chromium with one page, whose visits to the assistant's redirect URI are noted and answered with a page."""
+    from playwright.async_api import async_playwright
+
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = await browser.new_page()
+            page.set_default_timeout(60_000)
+            person = PersonInChromium(page, user)
+
+            async def arrive(route: Any) -> None:
+                person.arrived.append(route.request.url)
+                await route.fulfill(body="You may close this window.", content_type="text/plain")
+
+            await page.route(REDIRECT + "**", arrive)
+            yield person
+        finally:
+            await browser.close()

@@ -26,7 +26,7 @@ from mcp.client.auth import OAuthClientProvider
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata, OAuthToken
 
 from nbmcp.jupyter.hub.config import hub_config
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, requires_chromium
+from tests.browser import requires_chromium
 from tests.hub_helpers import HubProcess, chp_command, jupyterhub
 from tests.jupyter_helpers import free_port
 from tests.mcp_results import text_of
@@ -41,6 +41,7 @@ from tests.oauth_helpers import (
     exchange,
     mcp_client,
     metadata,
+    person_in_chromium,
     pkce,
     post_init,
     read_response,
@@ -427,50 +428,28 @@ def test_oauth_a_hub_sign_in_completes_only_in_the_browser_that_started_it(hub: 
 async def test_oauth_sdk_client_with_the_hub_login_and_consent_in_chromium(hub: HubProcess, notebook: str) -> None:
     """As a person does it: chromium signs in on the Hub's login page and clicks Allow on nbmcp's consent page;
     the SDK's OAuth client then runs code in alice's notebook."""
-    from playwright.async_api import async_playwright
-
     url = hub.user_url("alice") + "nbmcp/mcp"
-    redirected: list[str] = []
-    consent_text: list[str] = []
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = await browser.new_page()
-            page.set_default_timeout(60_000)
+    async with person_in_chromium() as alice:
 
-            async def arrive(route: Any) -> None:  # the assistant's redirect URI: note it, show a page
-                redirected.append(route.request.url)
-                await route.fulfill(body="You may close this window.", content_type="text/plain")
+        async def redirect_handler(authorization_url: str) -> None:
+            await alice.allow(authorization_url)
 
-            await page.route(REDIRECT + "**", arrive)
+        async def callback_handler() -> AuthorizationCodeResult:
+            query = parse_qs(urlsplit(alice.arrived[-1]).query)
+            return AuthorizationCodeResult(code=query["code"][0], state=query["state"][0], iss=query["iss"][0])
 
-            async def redirect_handler(authorization_url: str) -> None:
-                await page.goto(authorization_url)
-                await page.fill("#username_input", "alice")
-                await page.fill("#password_input", "any")
-                await page.click("#login_submit")
-                await page.get_by_role("button", name="Allow").wait_for()
-                consent_text.append(await page.inner_text("body"))
-                await page.get_by_role("button", name="Allow").click()
-                await page.wait_for_url(REDIRECT + "**")
-
-            async def callback_handler() -> AuthorizationCodeResult:
-                query = parse_qs(urlsplit(redirected[-1]).query)
-                return AuthorizationCodeResult(code=query["code"][0], state=query["state"][0], iss=query["iss"][0])
-
-            metadata = OAuthClientMetadata(
-                client_name="Chromium Assistant",
-                redirect_uris=[REDIRECT],
-                grant_types=["authorization_code", "refresh_token"],
-                response_types=["code"],
-                token_endpoint_auth_method="none",
-            )
-            provider = OAuthClientProvider(url, metadata, Storage(), redirect_handler, callback_handler)
-            async with mcp_client(url, provider) as client:
-                result = await client.call_tool("execute", {"code": "20 + 22", "notebook": "analysis.ipynb"})
-                assert not result.is_error and text_of(result).startswith("42"), text_of(result)
-        finally:
-            await browser.close()
+        metadata = OAuthClientMetadata(
+            client_name="Chromium Assistant",
+            redirect_uris=[REDIRECT],
+            grant_types=["authorization_code", "refresh_token"],
+            response_types=["code"],
+            token_endpoint_auth_method="none",
+        )
+        provider = OAuthClientProvider(url, metadata, Storage(), redirect_handler, callback_handler)
+        async with mcp_client(url, provider) as client:
+            result = await client.call_tool("execute", {"code": "20 + 22", "notebook": "analysis.ipynb"})
+            assert not result.is_error and text_of(result).startswith("42"), text_of(result)
+    consent_text = alice.consent_text
     text = consent_text[0]
     assert "Chromium Assistant" in text and "Signed in as alice" in text, text
     assert "run code in your kernels" in text and hub.user_url("alice") + "nbmcp/mcp" in text, text

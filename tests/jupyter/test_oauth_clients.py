@@ -31,7 +31,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from nbmcp.jupyter.hub.cimd import MAX_BYTES, CIMDError, ClientMetadataDocuments
 from nbmcp.jupyter.hub.config import hub_config
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, requires_chromium
+from tests.browser import requires_chromium
 from tests.cimd_helpers import DocumentServer, document_server
 from tests.hub_helpers import HubProcess, chp_command, jupyterhub
 from tests.jupyter_helpers import free_port
@@ -43,6 +43,7 @@ from tests.oauth_helpers import (
     exchange,
     mcp_client,
     metadata,
+    person_in_chromium,
     pkce,
     post_init,
     register,
@@ -259,36 +260,9 @@ def spec_for(hub: HubProcess, era: str, **extra: Any) -> dict[str, Any]:
 async def test_oauth_ts_sdk_client_signs_in_and_consents_in_chromium_legacy_era(
     hub: HubProcess, notebook: str, ts_oauth_script: Path
 ) -> None:
-    from playwright.async_api import async_playwright
-
-    consent_text: list[str] = []
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = await browser.new_page()
-            page.set_default_timeout(60_000)
-            arrived: list[str] = []
-
-            async def arrive(route: Any) -> None:  # the assistant's redirect URI: note it, show a page
-                arrived.append(route.request.url)
-                await route.fulfill(body="You may close this window.", content_type="text/plain")
-
-            await page.route(REDIRECT + "**", arrive)
-
-            async def consent(url: str) -> str:
-                await page.goto(url)
-                await page.fill("#username_input", "alice")
-                await page.fill("#password_input", "any")
-                await page.click("#login_submit")
-                await page.get_by_role("button", name="Allow").wait_for()
-                consent_text.append(await page.inner_text("body"))
-                await page.get_by_role("button", name="Allow").click()
-                await page.wait_for_url(REDIRECT + "**")
-                return arrived[-1]
-
-            out = await run_ts_client(ts_oauth_script, spec_for(hub, "legacy"), consent)
-        finally:
-            await browser.close()
+    async with person_in_chromium() as alice:
+        out = await run_ts_client(ts_oauth_script, spec_for(hub, "legacy"), alice.allow)
+    consent_text = alice.consent_text
     assert out["era"] == "legacy" and out["version"] != "2026-07-28", out
     assert not out["result"].get("isError") and out["result"]["content"][0]["text"].startswith("42"), out
     assert out["refreshToken"] and not out["clientId"].startswith("https://"), out  # registered (RFC 7591)
