@@ -23,6 +23,7 @@ Only the standard library is imported here at import time (``nbmcp serve`` sends
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import pickle
 import select
@@ -95,6 +96,7 @@ def _child(
     """In the child: limit its memory, read the streams, run ``work``, send its result or error, and exit."""
     code = 0
     try:
+        gc.disable()  # a collection would write to every object's header: copies of the kernel's pages, for nothing
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the user's interrupt is for their cell
         with contextlib.suppress(OSError), open(_OOM_SCORE_ADJ, "w") as adj:
             adj.write("1000")
