@@ -6,10 +6,11 @@ Every shape runs through ``nbmcp.frames.query.sql.run_json`` (what ``nbmcp serve
 tool runs the same engine) over a 100,000-row pandas frame ``big``, in a child process whose address space is
 capped (RLIMIT_AS, ``--as-gb``) so that a bound that does not hold fails there instead of taking the machine.
 The spill shapes run in a temporary working directory, checked afterwards for a ``.tmp`` DuckDB would have
-left there. On Linux a query runs in a forked child of the kernel (``nbmcp.frames.query.sql_child``): "peak MB" is the
-kernel's, "child MB" the child's. Exit status 1 when the kernel's peak RSS passes 600 MB (the frame, the bounded answer
-and the process), the child's passes 4 GB (its address-space budget: DuckDB's 1.8 GiB memory_limit, 1 GiB of values,
-the result bounds), an answer passes 40 MiB, spilling passes 1.1 GB, or a ``.tmp`` appears.
+left there. On Linux a query that may build values (text, lists: anything but numbers) runs in a forked child of the
+kernel (``nbmcp.frames.query.sql_child``): "peak MB" is the kernel's, "child MB" the child's. Exit status 1 when the
+kernel's peak RSS passes 2.6 GB (DuckDB's 2 GB memory_limit, which bounds the queries that build only numbers and run
+in the kernel, plus the process), the child's passes 4 GB (its address-space budget: DuckDB's 1.8 GiB memory_limit,
+1 GiB of values, the result bounds), an answer passes 40 MiB, spilling passes 1.1 GB, or a ``.tmp`` appears.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PEAK_LIMIT_MB = 600  # the kernel: nothing of a query's work is built there
+PEAK_LIMIT_MB = 2600  # the kernel: DuckDB's memory_limit for the queries that build only numbers, and the process
 CHILD_LIMIT_MB = 4000  # the forked child: its address space is capped at its budget
 SPILL_LIMIT_MB = 1100  # c.NbMCP.query_max_spill_bytes: 1 GiB by default
 ANSWER_LIMIT = 40 * 1024 * 1024  # the rows shown are refused past 32 MiB of Arrow; their JSON is of that order
