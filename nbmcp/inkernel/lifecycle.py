@@ -133,7 +133,7 @@ class InKernelServer:
             any_port_if_taken=any_port_if_taken,
         )
         notice = None
-        if self.endpoint.port != self.endpoint.requested_port:
+        if self.endpoint.requested_port and self.endpoint.port != self.endpoint.requested_port:  # 0: any port
             notice = (
                 f"port {settings.port} (this kernel's earlier port) is taken now, so the server moved to port "
                 f"{self.endpoint.port}: URL-based configs need the new URL (`%mcp config vscode|cursor`)"

@@ -35,7 +35,8 @@ def server_threads(kernel: KernelHandle) -> list[str]:
 
 
 def test_unload_frees_everything_and_load_again_works(kernel: KernelHandle) -> None:
-    kernel.run("%load_ext nbmcp\nimport nbmcp").raise_for_error()
+    banner = kernel.run("%load_ext nbmcp\nimport nbmcp").raise_for_error().stdout
+    assert "MCP server for this kernel at" in banner and "note:" not in banner, banner  # port 0: any port, no news
     first = info(kernel)
     assert sorted(server_threads(kernel)) == ["nbmcp-audit", "nbmcp-http"]
     assert os.path.exists(first["file"])
