@@ -423,9 +423,8 @@ def run(con: Any, checked: Any, used: dict[str, Any], timeout: float, bounds: An
             raise sql.QueryRefused(
                 f"sql calls {qualified}(): call functions by their plain names; allowed: {sql.ALLOWED}"
             )
-        [(limit, spill)] = con.execute(
-            "SELECT current_setting('memory_limit'), current_setting('temp_directory')"
-        ).fetchall()
+        settings = "SELECT current_setting('memory_limit'), current_setting('temp_directory')"
+        [(limit, spill)] = con.execute(settings).fetchall() if checked.in_child else [("", "")]
         for name, value in used.items():
             in_place = child.scannable(value) if checked.in_child else value
             if sql.source_kind(value) == "scan" and in_place is not None:
