@@ -24,8 +24,9 @@ pytestmark = [
 ]
 
 CAP = 32 * 1024 * 1024  # the default c.NbMCP.max_resource_bytes
-# Measured 4.8-5.5x, and at times (about one run in three since the rooms refactor, unexplained so far) 6.5-7.2x on
-# the first read after the warm-up; 7.6-9.2x before the stream was encoded as written.
+# Measured 4.8-5.5x, and at times 6.5-7.2x on the first read after the warm-up: that read ran on a thread whose glibc
+# malloc arena had not held a read before (with MALLOC_ARENA_MAX=1, 4.6-4.8x in 5 runs of 5); 7.6-9.2x before the
+# stream was encoded as written.
 MAX_PEAK_MULTIPLE = 7.5
 
 
