@@ -8,11 +8,13 @@ bound every such shape; an address space can. So on Linux the query runs in a fo
 - the child sees the kernel's frames at no copy (the fork shares their memory until written), runs the query on
   the cursor prepared for it, and sends back only the bounded result (``sql_bounds.Fetched``) through a pipe;
 - its address space is capped at what it had at the fork plus the query's budget (DuckDB's memory limit, the
-  result bounds and 1 GiB for values), and the kernel's OOM killer picks it first: a query that needs more
+  result bounds and 1 GiB for values), and the system's OOM killer picks it first: a query that needs more
   fails with a clear message, and the kernel never allocates a byte of it;
 - a source that needs the kernel's own threads to be read (a polars lazy frame, a DuckDB relation on the user's
   connection) is streamed to the child as Arrow IPC through a pipe by a thread of the kernel;
-- the time limit kills the child; the kernel's interrupt (SIGINT to its process group) does not reach it.
+- the time limit kills the child; the kernel's interrupt (SIGINT to its process group) does not reach it;
+- a query made only of arithmetic, comparisons, aggregates and dates (:func:`builds_values` is False) builds no
+  value larger than a number: it runs in the kernel, on a locked database, at engine speed, without a fork.
 
 Elsewhere (no ``fork``: Windows, and macOS, where a forked child may not use system frameworks) the query runs
 in the kernel as before, bounded by the value guards of :mod:`nbmcp.frames.query.sql_bounds` alone.
